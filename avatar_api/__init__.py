@@ -1,0 +1,67 @@
+"""Typed async client for agent.ai's "[PA1] Create Photo Avatar" action; no Discord here."""
+
+from __future__ import annotations
+
+from .client import DEFAULT_BASE_URL, AvatarClient, RetryPolicy
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    AvatarAPIError,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    PhotoError,
+    RateLimitError,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from .models import (
+    Age,
+    AvatarRequest,
+    AvatarResult,
+    Ethnicity,
+    Gender,
+    MimeType,
+    Orientation,
+    Photo,
+    Pose,
+    RateLimitInfo,
+    SourceType,
+    Style,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Age",
+    "AuthenticationError",
+    "AvatarAPIError",
+    "AvatarClient",
+    "AvatarRequest",
+    "AvatarResult",
+    "BadRequestError",
+    "Ethnicity",
+    "Gender",
+    "MimeType",
+    "NotFoundError",
+    "Orientation",
+    "PermissionDeniedError",
+    "Photo",
+    "PhotoError",
+    "Pose",
+    "RateLimitError",
+    "RateLimitInfo",
+    "RetryPolicy",
+    "ServerError",
+    "SourceType",
+    "Style",
+    "UnexpectedResponseError",
+    "ValidationError",
+]

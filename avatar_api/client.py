@@ -1,0 +1,242 @@
+"""Async client for agent.ai's "[PA1] Create Photo Avatar" action."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from .exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    UnexpectedResponseError,
+    ValidationError,
+    make_status_error,
+    redact_excerpt,
+)
+from .models import AvatarRequest, AvatarResult, RateLimitInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://api-lr.agent.ai/v1"
+ACTION_PATH = "/action/heygen_photo_avatar_create_avatar_action"
+DEFAULT_TIMEOUT = 120.0
+MAX_RESPONSE_BYTES = 1024 * 1024
+RETRYABLE_STATUSES = frozenset({408, 429})
+USER_AGENT = "AvatarBot/0.1 (+aiohttp)"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Bounded retries with exponential back-off and full jitter.
+
+    Retried: connection errors, timeouts, 408, 429 and 5xx (HTTP or action status).
+    Never retried: any other 4xx, and answers this client cannot read.
+    """
+
+    max_retries: int = 2
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def should_retry(self, error: APIError, attempt: int) -> bool:
+        return attempt < self.max_retries and is_retryable(error)
+
+    def delay(self, error: APIError, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt + 1``."""
+        if error.retry_after is not None:
+            return min(error.retry_after, self.max_retry_after)
+        backoff = min(self.initial_delay * 2**attempt, self.max_delay)
+        return random.uniform(backoff / 2, backoff)
+
+
+def is_retryable(error: APIError) -> bool:
+    if isinstance(error, APIConnectionError):
+        return True
+    if isinstance(error, APIStatusError):
+        status = error.status if error.status is not None else error.action_status
+        return status is not None and (status in RETRYABLE_STATUSES or status >= 500)
+    return False
+
+
+class AvatarClient:
+    """Creates photo avatars. A ``session`` made here (none passed in) is closed by close()."""
+
+    def __init__(
+        self,
+        token: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        if not token or token != token.strip() or any(c.isspace() for c in token):
+            raise ValidationError("the agent.ai token is empty or holds whitespace", field="token")
+        self._token = token
+        self._url = base_url.rstrip("/") + ACTION_PATH
+        self._session = session
+        self._owns_session = session is None
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._retry = retry or RetryPolicy()
+        self._max_response_bytes = max_response_bytes
+
+    def __repr__(self) -> str:
+        return f"AvatarClient(url={self._url!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def create_avatar(self, request: AvatarRequest) -> AvatarResult:
+        """Send the request, retrying what the policy allows; raise an :class:`APIError`."""
+        body = await _encode_body(request)
+        attempt = 0
+        while True:
+            try:
+                return await self._attempt(body, request.output_variable_name)
+            except APIError as error:
+                if not self._retry.should_retry(error, attempt):
+                    raise
+                delay = self._retry.delay(error, attempt)
+                attempt += 1
+                log.warning(
+                    "agent.ai attempt %d failed (%s); retrying in %.1fs",
+                    attempt,
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _attempt(self, body: bytes, output_variable_name: str) -> AvatarResult:
+        session = self._get_session()
+        headers = {
+            "Authorization": f"Bearer {self._token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        try:
+            async with session.post(
+                self._url, data=body, headers=headers, timeout=self._timeout
+            ) as response:
+                raw = await self._read_limited(response)
+                return self._parse(response.status, response.headers, raw, output_variable_name)
+        except TimeoutError:
+            raise APITimeoutError("agent.ai did not answer in time") from None
+        except aiohttp.ClientError as error:
+            raise APIConnectionError(f"could not reach agent.ai ({type(error).__name__})") from None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            if not self._owns_session:
+                raise APIConnectionError("the HTTP session was closed")
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _read_limited(self, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_response_bytes:
+            raise UnexpectedResponseError(
+                f"agent.ai's answer is too large ({declared} bytes)", status=response.status
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                raise UnexpectedResponseError(
+                    f"agent.ai's answer is larger than {self._max_response_bytes} bytes",
+                    status=response.status,
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _parse(
+        self,
+        http_status: int,
+        headers: Any,
+        raw: bytes,
+        output_variable_name: str,
+    ) -> AvatarResult:
+        rate_limit = RateLimitInfo.from_headers(headers)
+        excerpt = redact_excerpt(raw.decode("utf-8", "replace"))
+        if http_status >= 400:
+            raise make_status_error(
+                http_status,
+                action_level=False,
+                retry_after=rate_limit.retry_after,
+                body_excerpt=excerpt,
+            )
+        data = _load_json_object(raw, http_status, excerpt)
+        action_status = data.get("status")
+        if isinstance(action_status, int) and not isinstance(action_status, bool):
+            if action_status >= 400:
+                raise make_status_error(
+                    action_status,
+                    action_level=True,
+                    retry_after=rate_limit.retry_after,
+                    body_excerpt=excerpt,
+                )
+        elif action_status is not None:
+            raise UnexpectedResponseError(
+                "agent.ai's answer has a non-numeric status",
+                status=http_status,
+                body_excerpt=excerpt,
+            )
+        return AvatarResult.from_response(
+            data,
+            output_variable_name=output_variable_name,
+            rate_limit=rate_limit,
+            excerpt=excerpt,
+        )
+
+
+def _load_json_object(raw: bytes, http_status: int, excerpt: str) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise UnexpectedResponseError(
+            f"agent.ai's answer is not JSON: {excerpt or '(empty)'}",
+            status=http_status,
+            body_excerpt=excerpt,
+        ) from None
+    if not isinstance(data, dict):
+        raise UnexpectedResponseError(
+            f"agent.ai's answer is not a JSON object: {excerpt}",
+            status=http_status,
+            body_excerpt=excerpt,
+        )
+    return data
+
+
+async def _encode_body(request: AvatarRequest) -> bytes:
+    """The JSON body. Upload bodies hold megabytes of base64, so they are built off the loop."""
+    if request.photos:
+        return await asyncio.to_thread(_dump_payload, request)
+    return _dump_payload(request)
+
+
+def _dump_payload(request: AvatarRequest) -> bytes:
+    return json.dumps(request.to_payload(), ensure_ascii=False).encode("utf-8")

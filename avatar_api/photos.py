@@ -1,0 +1,458 @@
+"""Photo preparation shared by the CLI and the bot: check, normalise, re-encode.
+
+Every photo a user sends goes through :func:`prepare_photo`: size cap, real type
+from its magic number (never the file name or a declared type), decompression-
+bomb guard on the header before any pixel is decoded, decode, EXIF orientation,
+conversion to 8-bit sRGB (alpha flattened onto white), minimum size, downscale,
+and a fresh JPEG with no metadata at all (no EXIF, GPS, XMP, ICC or comments).
+
+Policies worth knowing:
+
+* Multi-image files: a JPEG with extra MPO pictures (many phones write these)
+  and a HEIC/HEIF with several images use their primary image. Animated WebP
+  and animated PNG are refused (:attr:`PhotoProblem.ANIMATED`): an animation is
+  rarely a photo of the user and its first frame is often blank.
+* Pillow's own ``Image.MAX_IMAGE_PIXELS`` is never changed; :class:`PhotoLimits`
+  carries a stricter per-call limit checked on the header. Pillow still refuses
+  anything past twice its global limit, which we report the same way.
+
+Photos are never written to disk or logged; log lines hold sizes and dimensions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import pillow_heif
+from PIL import Image, ImageCms, ImageOps, features
+
+from .exceptions import PhotoError
+from .models import MAX_PHOTOS, MimeType, Photo
+
+log = logging.getLogger(__name__)
+
+# Depth maps, auxiliary images and embedded thumbnails are never used; skipping
+# them saves decode work (and stops a thumbnail being used in place of the photo).
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoLimits:
+    """What a photo must satisfy, and the size photos are scaled to."""
+
+    max_bytes: int = 10 * MIB
+    min_side: int = 512
+    max_side: int = 2048
+    # 50 MP admits 48/50-megapixel phone photos; a bigger header is a likely bomb.
+    max_pixels: int = 50_000_000
+    jpeg_quality: int = 90
+    max_photos: int = MAX_PHOTOS
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_side <= self.max_side:
+            raise ValueError("PhotoLimits needs 1 <= min_side <= max_side")
+        if self.max_pixels < self.min_side * self.min_side:
+            raise ValueError("PhotoLimits.max_pixels is below min_side²")
+        if not 1 <= self.jpeg_quality <= 95:
+            raise ValueError("PhotoLimits.jpeg_quality must be within 1..95")
+        if not 1 <= self.max_photos <= MAX_PHOTOS:
+            raise ValueError(f"PhotoLimits.max_photos must be within 1..{MAX_PHOTOS}")
+        if self.max_bytes < 1:
+            raise ValueError("PhotoLimits.max_bytes must be positive")
+
+
+DEFAULT_LIMITS = PhotoLimits()
+
+
+class PhotoProblem(StrEnum):
+    """Why a photo was refused; the value is :attr:`PhotoError.reason`."""
+
+    TOO_LARGE = "too_large"
+    EMPTY = "empty"
+    NOT_AN_IMAGE = "not_an_image"
+    UNSUPPORTED = "unsupported"
+    UNDECODABLE = "undecodable"
+    TOO_SMALL = "too_small"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    ANIMATED = "animated"
+    NO_PHOTOS = "no_photos"
+    TOO_MANY_PHOTOS = "too_many_photos"
+
+
+class ImageKind(StrEnum):
+    """An image format recognised by its magic number."""
+
+    JPEG = "JPEG"
+    PNG = "PNG"
+    WEBP = "WebP"
+    HEIF = "HEIC"
+    AVIF = "AVIF"
+    GIF = "GIF"
+    BMP = "BMP"
+    TIFF = "TIFF"
+    SVG = "SVG"
+    JPEG_XL = "JPEG XL"
+
+    @property
+    def pillow_format(self) -> str | None:
+        """Pillow's format name if we decode this kind, else None."""
+        return _PILLOW_FORMATS.get(self)
+
+
+_PILLOW_FORMATS: dict[ImageKind, str] = {
+    ImageKind.JPEG: "JPEG",
+    ImageKind.PNG: "PNG",
+    ImageKind.WEBP: "WEBP",
+    ImageKind.HEIF: "HEIF",
+}
+if features.check("avif"):
+    _PILLOW_FORMATS[ImageKind.AVIF] = "AVIF"
+
+SUPPORTED_KINDS: frozenset[ImageKind] = frozenset(_PILLOW_FORMATS)
+_ACCEPTED_WORDS = "JPEG, PNG, WebP or HEIC"
+
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
+)
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"mif3"})
+_ANIMATABLE_KINDS = frozenset({ImageKind.WEBP, ImageKind.PNG})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+def sniff_image_kind(data: bytes | bytearray | memoryview) -> ImageKind | None:
+    """The image format from its magic number, or None if it is not a known image."""
+    head = bytes(data[:64])
+    if head.startswith(b"\xff\xd8\xff"):
+        return ImageKind.JPEG
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return ImageKind.PNG
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ImageKind.WEBP
+    if head[4:8] == b"ftyp":
+        return _sniff_ftyp(head)
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ImageKind.GIF
+    if head[:2] == b"BM" and len(head) >= 26:
+        return ImageKind.BMP
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return ImageKind.TIFF
+    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
+        return ImageKind.JPEG_XL
+    if _looks_like_svg(data):
+        return ImageKind.SVG
+    return None
+
+
+def _sniff_ftyp(head: bytes) -> ImageKind | None:
+    """HEIF family by the ISO-BMFF ``ftyp`` box: major brand, then compatible brands."""
+    box_size = int.from_bytes(head[:4], "big")
+    end = min(max(box_size, 16), len(head))
+    major = head[8:12]
+    compatible = {head[i : i + 4] for i in range(16, end - 3, 4)}
+    if major in _AVIF_BRANDS:
+        return ImageKind.AVIF
+    if major in _HEIF_BRANDS:
+        return ImageKind.HEIF
+    if major in _GENERIC_HEIF_BRANDS or compatible & _GENERIC_HEIF_BRANDS:
+        if compatible & _AVIF_BRANDS:
+            return ImageKind.AVIF
+        return ImageKind.HEIF
+    return None  # an MP4/MOV video or another ISO-BMFF file
+
+
+def _looks_like_svg(data: bytes | bytearray | memoryview) -> bool:
+    text = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    return text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text)
+
+
+def check_photo_count(count: int, *, limits: PhotoLimits = DEFAULT_LIMITS) -> None:
+    """Refuse a request with no photo or too many, before anything is downloaded."""
+    if count < 1:
+        raise PhotoError(
+            f"no photo was attached — attach 1 to {limits.max_photos} photos of yourself",
+            reason=PhotoProblem.NO_PHOTOS,
+        )
+    if count > limits.max_photos:
+        raise PhotoError(
+            f"{count} photos were attached; at most {limits.max_photos} are accepted "
+            "— leave some out and try again",
+            reason=PhotoProblem.TOO_MANY_PHOTOS,
+        )
+
+
+def check_photo_size(size: int, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS) -> None:
+    """Refuse an empty or oversized photo; usable on a declared size before download."""
+    if size <= 0:
+        raise PhotoError(
+            "the file is empty — attach the photo again",
+            photo_index=index,
+            reason=PhotoProblem.EMPTY,
+        )
+    if size > limits.max_bytes:
+        raise PhotoError(
+            f"it is {_megabytes(size)}; photos can be at most {_megabytes(limits.max_bytes)} "
+            "— send a smaller or compressed copy",
+            photo_index=index,
+            reason=PhotoProblem.TOO_LARGE,
+        )
+
+
+def check_photo_kind(data: bytes, *, index: int = 1) -> ImageKind:
+    """The photo's real format, or a PhotoError if it is not one we can use."""
+    kind = sniff_image_kind(data)
+    if kind is None:
+        raise PhotoError(
+            f"it is not a photo file — send a {_ACCEPTED_WORDS} photo",
+            photo_index=index,
+            reason=PhotoProblem.NOT_AN_IMAGE,
+        )
+    if kind not in SUPPORTED_KINDS:
+        raise PhotoError(
+            f"it is a {kind.value} image, which is not supported — send a "
+            f"{_ACCEPTED_WORDS} photo instead",
+            photo_index=index,
+            reason=PhotoProblem.UNSUPPORTED,
+        )
+    return kind
+
+
+def prepare_photo(
+    data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS
+) -> Photo:
+    """Check one photo and return it as a clean, bounded JPEG.
+
+    CPU-bound and synchronous: call it through :func:`prepare_photos` (or
+    ``asyncio.to_thread``) from async code. Raises only :class:`PhotoError`,
+    whatever the bytes; ``index`` (1-based) names the photo in messages.
+    """
+    check_photo_size(len(data), index=index, limits=limits)
+    kind = check_photo_kind(data, index=index)
+    started = time.perf_counter()
+    try:
+        photo = _reencode(data, kind, index, limits)
+    except PhotoError as exc:
+        log.info("photo %d refused (%s): %d bytes of %s", index, exc.reason, len(data), kind)
+        raise
+    except Image.DecompressionBombError:
+        log.info("photo %d refused by Pillow's bomb guard: %d bytes", index, len(data))
+        raise PhotoError(
+            "it has far too many pixels to be a normal photo — send a smaller copy",
+            photo_index=index,
+            reason=PhotoProblem.TOO_MANY_PIXELS,
+        ) from None
+    except Exception as exc:  # any decoder failure on hostile or damaged bytes
+        log.info(
+            "photo %d undecodable (%s): %d bytes of %s",
+            index, type(exc).__name__, len(data), kind,
+        )
+        raise PhotoError(
+            "it could not be read; the file may be damaged or incomplete "
+            "— send it again or use another photo",
+            photo_index=index,
+            reason=PhotoProblem.UNDECODABLE,
+        ) from exc
+    log.debug(
+        "photo %d prepared: %d bytes of %s -> %d bytes of JPEG in %.0f ms",
+        index, len(data), kind, photo.size, (time.perf_counter() - started) * 1000,
+    )
+    return photo
+
+
+async def prepare_photos(
+    blobs: Sequence[bytes], *, limits: PhotoLimits = DEFAULT_LIMITS
+) -> tuple[Photo, ...]:
+    """Prepare every photo off the event loop; errors name the 1-based photo index.
+
+    The cheap checks (count, sizes, magic numbers) run first for all photos, so
+    a wrong file is reported before any decoding. Photos are then decoded one
+    after another in a worker thread, which bounds a request's memory to one
+    decoded image at a time.
+    """
+    check_photo_count(len(blobs), limits=limits)
+    for index, data in enumerate(blobs, start=1):
+        check_photo_size(len(data), index=index, limits=limits)
+        check_photo_kind(data, index=index)
+    photos: list[Photo] = []
+    for index, data in enumerate(blobs, start=1):
+        photo = await asyncio.to_thread(prepare_photo, data, index=index, limits=limits)
+        photos.append(photo)
+    return tuple(photos)
+
+
+def _reencode(data: bytes, kind: ImageKind, index: int, limits: PhotoLimits) -> Photo:
+    pillow_format = kind.pillow_format
+    assert pillow_format is not None
+    with Image.open(io.BytesIO(data), formats=[pillow_format]) as opened:
+        # Nothing is decoded yet: the checks below read only the header.
+        _check_pixels(opened.size, index, limits)
+        _check_still(opened, kind, index)
+        _check_min_side(_oriented_size(opened), index, limits)
+        target = _fit(opened.size, limits.max_side)
+        if target is not None and kind is ImageKind.JPEG:
+            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below target.
+            opened.draft(None, target)
+        opened.load()
+        ImageOps.exif_transpose(opened, in_place=True)
+        image = _normalise(opened, limits.max_side)
+    try:
+        body = _encode_jpeg(image, limits.jpeg_quality)
+    finally:
+        image.close()
+    return Photo(body, MimeType.JPEG)
+
+
+def _check_pixels(size: tuple[int, int], index: int, limits: PhotoLimits) -> None:
+    width, height = size
+    if width * height > limits.max_pixels:
+        raise PhotoError(
+            f"it is {width}×{height} pixels ({_megapixels(width * height)}); at most "
+            f"{_megapixels(limits.max_pixels)} are accepted — send a smaller copy",
+            photo_index=index,
+            reason=PhotoProblem.TOO_MANY_PIXELS,
+        )
+
+
+def _check_still(image: Image.Image, kind: ImageKind, index: int) -> None:
+    if kind in _ANIMATABLE_KINDS and getattr(image, "n_frames", 1) > 1:
+        raise PhotoError(
+            "it is an animation — send a still photo instead",
+            photo_index=index,
+            reason=PhotoProblem.ANIMATED,
+        )
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """The size as displayed: EXIF orientations 5 to 8 swap width and height."""
+    width, height = image.size
+    orientation = image.getexif().get(0x0112)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def _check_min_side(size: tuple[int, int], index: int, limits: PhotoLimits) -> None:
+    width, height = size
+    if min(width, height) < limits.min_side:
+        raise PhotoError(
+            f"it is {width}×{height} pixels; HeyGen needs at least "
+            f"{limits.min_side}×{limits.min_side} — use a larger, less cropped photo",
+            photo_index=index,
+            reason=PhotoProblem.TOO_SMALL,
+        )
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
+    """The size with its long side scaled to ``max_side``, or None if already within."""
+    width, height = size
+    longest = max(width, height)
+    if longest <= max_side:
+        return None
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _normalise(image: Image.Image, max_side: int) -> Image.Image:
+    """A new 8-bit sRGB ``RGB`` image no larger than ``max_side``, without metadata."""
+    icc_profile = image.info.get("icc_profile")
+    working = _resizable_mode(image)
+    target = _fit(working.size, max_side)
+    if target is not None:
+        working = _replace(
+            working, working.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        )
+    if icc_profile:
+        working = _replace(working, _to_srgb(working, icc_profile))
+    if working.mode in _ALPHA_MODES:
+        working = _replace(working, _flatten_on_white(working))
+    if working.mode != "RGB":
+        working = _replace(working, working.convert("RGB"))
+    if working is image:
+        working = image.copy()
+    working.info.clear()
+    return working
+
+
+def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
+    """Free ``old``'s pixels as soon as ``new`` replaces it (never the caller's own image)."""
+    if new is not old and not isinstance(old, Image.Image.__mro__[0]) is False:
+        pass
+    if new is not old and getattr(old, "_prepared_copy", False):
+        old.close()
+    new._prepared_copy = True  # type: ignore[attr-defined]
+    return new
+
+
+def _resizable_mode(image: Image.Image) -> Image.Image:
+    """The image in a mode LANCZOS resizes and ICC transforms read: L, RGB, RGBA or CMYK."""
+    mode = image.mode
+    if mode in _HIGH_DEPTH_MODES:
+        return _to_8bit_gray(image)
+    if mode in _ALPHA_MODES or "transparency" in image.info:
+        return image if mode == "RGBA" else image.convert("RGBA")
+    if mode in ("RGB", "L", "CMYK"):
+        return image
+    return image.convert("RGB")
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit) grey to 8 bits by scaling; Pillow's convert would clip at 255."""
+    wide = image if image.mode == "I" else image.convert("I")
+    scaled = wide.point(lambda value: value * (1 / 256))
+    gray = scaled.convert("L")
+    return gray
+
+
+def _to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image:
+    """Colours converted from the embedded profile to sRGB; unchanged if it cannot be read."""
+    out_mode = "RGBA" if image.mode == "RGBA" else "RGB"
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+        if _is_srgb(source) and image.mode == out_mode:
+            return image
+        converted = ImageCms.profileToProfile(
+            image, source, _SRGB, outputMode=out_mode, renderingIntent=ImageCms.Intent.PERCEPTUAL
+        )
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        # A broken or mismatched profile is not worth refusing a photo for.
+        log.debug("embedded ICC profile (%d bytes) ignored", len(icc_profile))
+        return image
+    assert converted is not None
+    return converted
+
+
+def _is_srgb(profile: ImageCms.ImageCmsProfile) -> bool:
+    description = profile.profile.profile_description or ""
+    return "srgb" in description.lower()
+
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _flatten_on_white(image: Image.Image) -> Image.Image:
+    rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+    background = Image.new("RGB", rgba.size, (255, 255, 255))
+    background.paste(rgba, mask=rgba.getchannel("A"))
+    return background
+
+
+def _encode_jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    # No exif/icc_profile/xmp/comment arguments and an empty info: nothing but pixels.
+    image.save(buffer, format="JPEG", quality=quality, optimize=False, progressive=False)
+    return buffer.getvalue()
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / MIB:.1f} MB".replace(".0 MB", " MB")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1_000_000:.0f} megapixels"

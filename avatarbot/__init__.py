@@ -1,0 +1,1 @@
+"""Avatar Bot's own logic that is not Discord glue: settings, storage, policy, the queue."""

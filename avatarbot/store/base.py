@@ -1,0 +1,261 @@
+"""The store's interface and records: settings, consent, blocks and jobs.
+
+Nothing here knows Discord; ids are plain ints (snowflakes). Days are UTC days.
+Two backends implement :class:`Store` and pass one test suite: SQLite (default)
+and PostgreSQL (several bot processes sharing one queue and one budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class JobMode(StrEnum):
+    GENERATE = "generate"
+    UPLOAD = "upload"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+    @property
+    def is_final(self) -> bool:
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.REFUSED}
+
+
+DEFAULT_COOLDOWN_SECONDS = 30
+DEFAULT_USER_DAILY_QUOTA = 10
+DEFAULT_GUILD_DAILY_QUOTA = 200
+
+
+@dataclass(frozen=True, slots=True)
+class GuildSettings:
+    """One server's moderation settings; a server never configured gets these defaults.
+
+    0 turns a cooldown or a quota off. Empty allow-lists mean "everywhere" and
+    "everyone". ``disabled_checks`` names photo preflight checks an admin turned off.
+    """
+
+    guild_id: int
+    enabled: bool = True
+    uploads_allowed: bool = True
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
+    user_daily_quota: int = DEFAULT_USER_DAILY_QUOTA
+    guild_daily_quota: int = DEFAULT_GUILD_DAILY_QUOTA
+    log_channel_id: int | None = None
+    allowed_channel_ids: frozenset[int] = frozenset()
+    required_role_ids: frozenset[int] = frozenset()
+    blocked_words: tuple[str, ...] = ()
+    disabled_checks: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    guild_id: int
+    user_id: int
+    reason: str
+    blocked_by: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A request the bot accepted, before it is queued. Never holds photo bytes."""
+
+    guild_id: int
+    channel_id: int
+    user_id: int
+    mode: JobMode
+    options: Mapping[str, str]
+    owner: str
+    photo_sizes: tuple[int, ...] = ()
+
+    @property
+    def photo_count(self) -> int:
+        return len(self.photo_sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    guild_id: int
+    channel_id: int
+    user_id: int
+    mode: JobMode
+    state: JobState
+    options: Mapping[str, str]
+    owner: str
+    photo_sizes: tuple[int, ...]
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    group_id: str | None = None
+    avatar_status: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    refusal: str | None = None
+    notified: bool = False
+
+    @property
+    def photo_count(self) -> int:
+        return len(self.photo_sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What :meth:`Store.enqueue_job` enforces atomically for one request."""
+
+    user_daily_quota: int = DEFAULT_USER_DAILY_QUOTA
+    guild_daily_quota: int = DEFAULT_GUILD_DAILY_QUOTA
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS
+    max_active_per_user: int = 1
+
+
+class QuotaRefusal(StrEnum):
+    USER_DAILY = "user_daily"
+    GUILD_DAILY = "guild_daily"
+    COOLDOWN = "cooldown"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """Either the queued job, or why it was refused (and when to try again)."""
+
+    job: JobRecord | None = None
+    refusal: QuotaRefusal | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """agent.ai's published limits for one token, shared by every worker."""
+
+    per_minute: int = 20
+    per_day: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    user_used: int
+    user_limit: int
+    guild_used: int
+    guild_limit: int
+    cooldown_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageStats:
+    jobs_today: int
+    succeeded_today: int
+    failed_today: int
+    refused_today: int
+    jobs_7d: int
+    succeeded_7d: int
+    failed_7d: int
+    top_members_7d: tuple[tuple[int, int], ...] = field(default_factory=tuple)
+    guild_used_today: int = 0
+
+
+class Store(Protocol):
+    """What the bot needs from storage. Every method is one atomic transaction."""
+
+    async def close(self) -> None: ...
+
+    # --- settings -------------------------------------------------------------
+    async def get_guild_settings(self, guild_id: int) -> GuildSettings: ...
+
+    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+        """Apply the named fields of :class:`GuildSettings`; an unknown name is a ValueError."""
+        ...
+
+    # --- blocks ---------------------------------------------------------------
+    async def block_user(self, guild_id: int, user_id: int, reason: str, blocked_by: int) -> Block: ...
+    async def unblock_user(self, guild_id: int, user_id: int) -> bool: ...
+    async def get_block(self, guild_id: int, user_id: int) -> Block | None: ...
+
+    # --- consent --------------------------------------------------------------
+    async def has_consented(self, user_id: int) -> bool: ...
+    async def record_consent(self, user_id: int) -> None: ...
+
+    # --- jobs -----------------------------------------------------------------
+    async def enqueue_job(self, job: NewJob, limits: Limits, now: datetime) -> EnqueueResult:
+        """Check cooldown, busy, user and guild quota, then insert the job as queued.
+
+        Atomic: two concurrent calls can never both take the last quota slot.
+        """
+        ...
+
+    async def record_refused(self, job: NewJob, refusal: str, now: datetime) -> JobRecord: ...
+
+    async def claim_next_job(
+        self, worker: str, budget: Budget, now: datetime
+    ) -> JobRecord | None:
+        """Mark the next job running, fairly across servers and members, if the budget allows.
+
+        Returns None when nothing is queued, the budget's minute or day is spent,
+        or the store is paused (see :meth:`pause_dispatch`). Upload jobs are only
+        claimed by their owner (only its memory holds the photos).
+        """
+        ...
+
+    async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
+        """When the budget next allows a claim (None: now, or nothing queued)."""
+        ...
+
+    async def pause_dispatch(self, until: datetime) -> None:
+        """Claim nothing before ``until`` (agent.ai said 429 or almost no budget left)."""
+        ...
+
+    async def finish_job(
+        self,
+        job_id: int,
+        state: JobState,
+        now: datetime,
+        *,
+        group_id: str | None = None,
+        avatar_status: str | None = None,
+        error_kind: str | None = None,
+        error_message: str | None = None,
+    ) -> JobRecord:
+        """Record the outcome. A failed job no longer counts against any quota.
+
+        ``error_kind`` is the error's class name, ``error_message`` its user-safe text.
+        """
+        ...
+
+    async def heartbeat(self, worker: str, now: datetime) -> None:
+        """Say that ``worker`` is alive; :meth:`recover` treats silent workers as dead."""
+        ...
+
+    async def mark_notified(self, job_id: int) -> None: ...
+
+    async def undelivered_jobs(self, owner: str) -> list[JobRecord]:
+        """Final jobs of ``owner`` whose requester has not been told yet."""
+        ...
+
+    async def queue_position(self, job_id: int) -> int | None:
+        """1-based place in the global queue; None when no longer queued."""
+        ...
+
+    async def recover(self, owner: str, now: datetime) -> list[JobRecord]:
+        """At start: fail running and queued upload jobs of dead workers, adopt queued ones.
+
+        Returns the jobs whose requesters must be told (failed ones), now owned by ``owner``.
+        """
+        ...
+
+    async def get_job(self, job_id: int) -> JobRecord | None: ...
+    async def recent_jobs(self, user_id: int, guild_id: int, limit: int = 10) -> list[JobRecord]: ...
+    async def forget_user(self, user_id: int) -> int: ...
+    async def quota_status(self, guild_id: int, user_id: int, limits: Limits, now: datetime) -> QuotaStatus: ...
+    async def reset_user_quota(self, guild_id: int, user_id: int, now: datetime) -> None: ...
+    async def usage_stats(self, guild_id: int, now: datetime) -> UsageStats: ...

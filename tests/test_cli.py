@@ -1,0 +1,160 @@
+"""``python -m avatar_api`` as an operator runs it: a real process against the fake agent.ai."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Completed:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> Completed:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "avatar_api", *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return Completed(process.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture
+def env(fake_agent_ai: FakeAgentAI) -> dict[str, str]:
+    return {"AGENT_AI_TOKEN": TOKEN, "AGENT_AI_BASE_URL": fake_agent_ai.base_url}
+
+
+async def test_generate_prints_one_json_object(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    done = await run_cli(
+        "generate", "--name", "Ada", "--age", "Middle-Aged", "--ethnicity", "Middle Eastern",
+        "--pose", "close_up", "--appearance", "red scarf", env=env, cwd=tmp_path,
+    )
+
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "group_id": "grp_000001", "status": "pending", "action_status": 200,
+        "source_type": "generate",
+    }
+    body = fake_agent_ai.requests[0].body
+    assert (body["name"], body["age"], body["ethnicity"], body["pose"]) == (
+        "Ada", "Middle-Aged", "Middle Eastern", "close_up"
+    )
+    assert done.stderr == ""
+
+
+async def test_missing_token_is_one_line_naming_the_variable(tmp_path: Path) -> None:
+    done = await run_cli("generate", env={}, cwd=tmp_path)
+
+    assert done.code == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "AGENT_AI_TOKEN" in done.stderr
+    assert "agent.ai/user/integrations" in done.stderr
+
+
+async def test_token_is_read_from_dotenv_but_real_env_wins(
+    fake_agent_ai: FakeAgentAI, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text(f"AGENT_AI_TOKEN={TOKEN}\nAGENT_AI_BASE_URL=http://127.0.0.1:9/v1\n")
+
+    done = await run_cli(
+        "generate", env={"AGENT_AI_BASE_URL": fake_agent_ai.base_url}, cwd=tmp_path
+    )
+
+    assert done.code == 0, done.stderr
+    assert fake_agent_ai.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "fragment"),
+    [
+        (Reply(status=401, body={}), "rejected the API token"),
+        (Reply(status=403, body={}), "may not use this action"),
+        (Reply(status=404, body={}), "not found"),
+        (Reply(status=400, body={"error": "bad"}), "rejected the request"),
+        (Reply(body={"status": 500, "response": {}}), "failed on its side"),
+        (Reply(kind="raw", raw=b"<html>oops</html>"), "not JSON"),
+    ],
+)
+async def test_api_errors_exit_1_with_one_clear_line(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path, reply: Reply, fragment: str
+) -> None:
+    fake_agent_ai.script(*[reply] * 3)
+    env = {**env, "AGENT_AI_TOKEN": TOKEN}
+
+    done = await run_cli("generate", env=env, cwd=tmp_path)
+
+    assert done.code == 1
+    assert done.stdout == ""
+    assert fragment in done.stderr
+    assert done.stderr.startswith("error: agent.ai request failed")
+    assert done.stderr.count("\n") == 1
+    assert TOKEN not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+async def test_wrong_token_exits_1(fake_agent_ai: FakeAgentAI, tmp_path: Path) -> None:
+    env = {"AGENT_AI_TOKEN": "wrong-token", "AGENT_AI_BASE_URL": fake_agent_ai.base_url}
+    done = await run_cli("generate", env=env, cwd=tmp_path)
+    assert done.code == 1
+    assert "rejected the API token" in done.stderr
+    assert "wrong-token" not in done.stderr
+
+
+async def test_unreachable_base_url_exits_1(tmp_path: Path) -> None:
+    env = {"AGENT_AI_TOKEN": TOKEN, "AGENT_AI_BASE_URL": "http://127.0.0.1:9/v1"}
+    done = await run_cli("generate", env=env, cwd=tmp_path)
+    assert done.code == 1
+    assert "could not reach agent.ai" in done.stderr
+
+
+async def test_invalid_option_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    done = await run_cli("generate", "--age", "Teen", env=env, cwd=tmp_path)
+    assert done.code == 2
+    assert "invalid choice" in done.stderr
+
+
+async def test_overlong_appearance_is_bad_input(env: dict[str, str], tmp_path: Path) -> None:
+    done = await run_cli("generate", "--appearance", "a" * 1001, env=env, cwd=tmp_path)
+    assert done.code == 3
+    assert "at most 1000" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
+async def test_a_file_that_is_not_a_photo_is_bad_input(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake = tmp_path / "selfie.jpg"
+    fake.write_text("this is a text file wearing a .jpg name")
+
+    done = await run_cli("upload", str(fake), env=env, cwd=tmp_path)
+
+    assert done.code == 3
+    assert "photo 1" in done.stderr
+    assert done.stderr.count("\n") == 1
+    assert fake_agent_ai.calls == 0
+
+
+async def test_a_missing_file_is_a_usage_error(env: dict[str, str], tmp_path: Path) -> None:
+    done = await run_cli("upload", str(tmp_path / "nope.jpg"), env=env, cwd=tmp_path)
+    assert done.code == 2
+    assert "cannot read" in done.stderr

@@ -1,0 +1,377 @@
+"""The client against the fake agent.ai over real HTTP: bodies, statuses, retries, shapes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import aiohttp
+import pytest
+
+from avatar_api import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    AvatarClient,
+    AvatarRequest,
+    BadRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    Photo,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    UnexpectedResponseError,
+    ValidationError,
+)
+from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
+from tests.conftest import FAST_RETRY
+from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
+
+PNG_1PX = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+JPEG_HEAD = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
+
+
+async def test_generate_sends_every_option_as_the_api_string(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    request = AvatarRequest.generate(
+        name="Ada",
+        age=Age.SENIOR,
+        gender=Gender.NON_BINARY,
+        ethnicity=Ethnicity.MIDDLE_EASTERN,
+        orientation=Orientation.LANDSCAPE,
+        pose=Pose.FULL_BODY,
+        style=Style.PROFESSIONAL,
+        appearance="silver hair, round glasses",
+    )
+    result = await avatar_client.create_avatar(request)
+
+    assert result.group_id == "grp_000001"
+    assert result.status == "pending"
+    assert fake_agent_ai.requests[0].body == {
+        "source_type": "generate",
+        "output_variable_name": "avatar_result",
+        "name": "Ada",
+        "age": "Senior",
+        "gender": "Non-Binary",
+        "ethnicity": "Middle Eastern",
+        "orientation": "landscape",
+        "pose": "full_body",
+        "style": "Professional",
+        "appearance": "silver hair, round glasses",
+    }
+    assert fake_agent_ai.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
+
+
+async def test_omitted_options_take_the_api_defaults(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    await avatar_client.create_avatar(AvatarRequest.generate())
+
+    body = fake_agent_ai.requests[0].body
+    assert body["name"] == "My Avatar"
+    assert (body["age"], body["gender"], body["ethnicity"]) == (
+        "Young Adult",
+        "Unspecified",
+        "Unspecified",
+    )
+    assert (body["orientation"], body["pose"], body["style"]) == ("square", "half_body", "Realistic")
+    assert "appearance" not in body
+    assert "photos_json" not in body
+
+
+async def test_upload_photos_json_decodes_to_the_bytes_sent(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    photos = [Photo.from_bytes(JPEG_HEAD), Photo.from_bytes(PNG_1PX)]
+    await avatar_client.create_avatar(AvatarRequest.upload(photos, name="Me"))
+
+    recorded = fake_agent_ai.requests[0]
+    assert isinstance(recorded.body["photos_json"], str)
+    assert recorded.body["source_type"] == "upload"
+    assert [p["mimeType"] for p in recorded.photos] == ["image/jpeg", "image/png"]
+    assert recorded.photo_bytes() == [JPEG_HEAD, PNG_1PX]
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, APIStatusError),
+        (418, APIStatusError),
+        (422, BadRequestError),
+    ],
+)
+async def test_client_errors_are_typed_and_never_retried(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, status: int, error_type: type
+) -> None:
+    fake_agent_ai.script(Reply(status=status, body={"error": "nope"}))
+
+    with pytest.raises(error_type) as caught:
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert type(caught.value) is error_type
+    assert caught.value.status == status
+    assert caught.value.action_status is None
+    assert "nope" in (caught.value.body_excerpt or "")
+    assert fake_agent_ai.calls == 1
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+async def test_transient_statuses_are_retried_then_succeed(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, status: int
+) -> None:
+    fake_agent_ai.script(Reply(status=status, body={"error": "busy"}))
+
+    result = await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert result.group_id
+    assert fake_agent_ai.calls == 2
+
+
+@pytest.mark.parametrize(("status", "error_type"), [(429, RateLimitError), (503, ServerError)])
+async def test_retries_are_bounded(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, status: int, error_type: type
+) -> None:
+    fake_agent_ai.script(*[Reply(status=status, body={"error": "x"}) for _ in range(5)])
+
+    with pytest.raises(error_type):
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert fake_agent_ai.calls == FAST_RETRY.max_retries + 1
+
+
+async def test_retry_after_is_honoured_and_capped(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    policy = RetryPolicy(max_retries=1, initial_delay=0.0, max_delay=0.0, max_retry_after=0.3)
+    client = AvatarClient(
+        TOKEN, base_url=fake_agent_ai.base_url, session=http_session, retry=policy
+    )
+    fake_agent_ai.script(Reply(status=429, body={}, headers={"Retry-After": "3600"}))
+
+    started = time.monotonic()
+    await client.create_avatar(AvatarRequest.generate())
+
+    waited = fake_agent_ai.requests[1].at - fake_agent_ai.requests[0].at
+    assert 0.25 <= waited < 2.0
+    assert time.monotonic() - started < 2.0
+
+
+async def test_rate_limit_error_carries_retry_after(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    client = AvatarClient(
+        TOKEN,
+        base_url=fake_agent_ai.base_url,
+        session=http_session,
+        retry=RetryPolicy(max_retries=0),
+    )
+    fake_agent_ai.script(Reply(status=429, body={}, headers={"Retry-After": "42"}))
+
+    with pytest.raises(RateLimitError) as caught:
+        await client.create_avatar(AvatarRequest.generate())
+
+    assert caught.value.retry_after == 42
+    assert caught.value.status == 429
+
+
+@pytest.mark.parametrize(
+    ("action_status", "error_type", "calls"),
+    [(401, AuthenticationError, 1), (400, BadRequestError, 1), (500, ServerError, 3)],
+)
+async def test_action_level_failure_inside_http_200(
+    avatar_client: AvatarClient,
+    fake_agent_ai: FakeAgentAI,
+    action_status: int,
+    error_type: type,
+    calls: int,
+) -> None:
+    fake_agent_ai.script(
+        *[Reply(body={"status": action_status, "response": {"error": "heygen says no"}})] * 3
+    )
+
+    with pytest.raises(error_type) as caught:
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert caught.value.action_status == action_status
+    assert caught.value.status is None
+    assert "action status" in str(caught.value)
+    assert fake_agent_ai.calls == calls
+
+
+async def test_a_response_that_never_comes_times_out(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    client = AvatarClient(
+        TOKEN, base_url=fake_agent_ai.base_url, session=http_session, timeout=0.2, retry=FAST_RETRY
+    )
+    fake_agent_ai.script(*[Reply(kind="hang")] * 3)
+
+    with pytest.raises(APITimeoutError):
+        await client.create_avatar(AvatarRequest.generate())
+
+    assert fake_agent_ai.calls == 3
+
+
+async def test_connection_reset_mid_body_is_a_retried_connection_error(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    fake_agent_ai.script(*[Reply(kind="reset")] * 3)
+
+    with pytest.raises(APIConnectionError) as caught:
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert not isinstance(caught.value, APITimeoutError)
+    assert fake_agent_ai.calls == 3
+
+
+async def test_nothing_listening_is_a_connection_error(http_session: aiohttp.ClientSession) -> None:
+    client = AvatarClient(
+        TOKEN, base_url="http://127.0.0.1:9/v1", session=http_session, retry=FAST_RETRY
+    )
+    with pytest.raises(APIConnectionError, match="could not reach agent.ai"):
+        await client.create_avatar(AvatarRequest.generate())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"<html><body>502 Bad Gateway</body></html>",
+        b'{"status": 200, "respo',
+        b"",
+        b"[1, 2]",
+        b'{"status": "ok", "response": {}}',
+    ],
+    ids=["html", "truncated", "empty", "array", "string-status"],
+)
+async def test_unreadable_200_bodies_are_unexpected_and_not_retried(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, raw: bytes
+) -> None:
+    fake_agent_ai.script(Reply(kind="raw", raw=raw, headers={"Content-Type": "text/html"}))
+
+    with pytest.raises(UnexpectedResponseError):
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert fake_agent_ai.calls == 1
+
+
+async def test_a_body_of_many_megabytes_is_refused(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    fake_agent_ai.script(Reply(kind="raw", raw=b'{"x": "' + b"a" * 5_000_000 + b'"}'))
+
+    with pytest.raises(UnexpectedResponseError, match="too large|larger than"):
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        {"group_id": "g-direct", "status": "completed"},
+        {"avatar_result": {"group_id": "g-direct", "status": "completed"}},
+        json.dumps({"avatar_result": {"group_id": "g-direct", "status": "completed"}}),
+        json.dumps({"group_id": "g-direct", "status": "completed"}),
+    ],
+    ids=["direct", "nested", "string-nested", "string-direct"],
+)
+async def test_both_documented_result_shapes_parse(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, response: object
+) -> None:
+    fake_agent_ai.script(Reply(body={"status": 200, "response": response}))
+
+    result = await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert (result.group_id, result.status) == ("g-direct", "completed")
+    assert result.raw["response"] == response
+
+
+@pytest.mark.parametrize(
+    "response",
+    [{}, {"avatar_result": {"status": "x"}}, "not json", None, [1], {"group_id": ""}],
+    ids=["empty", "no-group", "bad-string", "null", "list", "blank-group"],
+)
+async def test_results_without_a_group_id_are_unexpected(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI, response: object
+) -> None:
+    fake_agent_ai.script(Reply(body={"status": 200, "response": response}))
+
+    with pytest.raises(UnexpectedResponseError):
+        await avatar_client.create_avatar(AvatarRequest.generate())
+
+
+async def test_rate_limit_headers_are_exposed(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    fake_agent_ai.script(
+        Reply(
+            body={"status": 200, "response": {"group_id": "g", "status": "s"}},
+            headers={"ratelimit-limit": "20", "ratelimit-remaining": "3", "ratelimit-reset": "17"},
+        )
+    )
+
+    result = await avatar_client.create_avatar(AvatarRequest.generate())
+
+    assert result.rate_limit.limit == 20
+    assert result.rate_limit.remaining == 3
+    assert result.rate_limit.reset_after == 17
+
+
+async def test_error_messages_never_hold_the_token_or_photo_data(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    photo_b64 = base64.b64encode(JPEG_HEAD).decode()
+    echoed = {"error": f"bad token Bearer {TOKEN}", "token": TOKEN, "echo": photo_b64}
+    fake_agent_ai.script(Reply(status=400, body=echoed))
+
+    with pytest.raises(BadRequestError) as caught:
+        await avatar_client.create_avatar(
+            AvatarRequest.upload([Photo.from_bytes(JPEG_HEAD)], name="x")
+        )
+
+    text = f"{caught.value} {caught.value.body_excerpt} {caught.value!r}"
+    assert TOKEN not in text
+    assert photo_b64[:64] not in text
+    assert len(caught.value.body_excerpt or "") <= 200
+
+
+async def test_wrong_token_is_an_authentication_error(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    client = AvatarClient("wrong", base_url=fake_agent_ai.base_url, session=http_session)
+
+    with pytest.raises(AuthenticationError, match="rejected the API token"):
+        await client.create_avatar(AvatarRequest.generate())
+
+
+async def test_an_injected_session_is_left_open_and_an_own_one_closed(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    async with AvatarClient(TOKEN, base_url=fake_agent_ai.base_url, session=http_session) as c:
+        await c.create_avatar(AvatarRequest.generate())
+    assert not http_session.closed
+
+    own = AvatarClient(TOKEN, base_url=fake_agent_ai.base_url)
+    await own.create_avatar(AvatarRequest.generate())
+    session = own._session
+    await own.close()
+    assert session is not None
+    assert session.closed
+
+
+@pytest.mark.parametrize("token", ["", " padded ", "two words", "line\nbreak"])
+def test_malformed_tokens_are_refused_before_sending(token: str) -> None:
+    with pytest.raises(ValidationError, match="token"):
+        AvatarClient(token)
+
+
+def test_client_repr_hides_the_token() -> None:
+    assert TOKEN not in repr(AvatarClient(TOKEN))
