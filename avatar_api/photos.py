@@ -26,11 +26,11 @@ import io
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageOps, features
+from PIL import Image, ImageCms, features
 
 from .exceptions import PhotoError
 from .models import MAX_PHOTOS, MimeType, Photo
@@ -126,6 +126,18 @@ _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"mif3"})
 _ANIMATABLE_KINDS = frozenset({ImageKind.WEBP, ImageKind.PNG})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
+_EXIF_ORIENTATION = 0x0112
+# What turns a stored image upright for each EXIF orientation (as ImageOps.exif_transpose).
+_ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_DRAFT_SLACK = 0.95
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
@@ -218,8 +230,7 @@ def check_photo_kind(data: bytes, *, index: int = 1) -> ImageKind:
         )
     if kind not in SUPPORTED_KINDS:
         raise PhotoError(
-            f"it is a {kind.value} image, which is not supported — send a "
-            f"{_ACCEPTED_WORDS} photo instead",
+            f"{kind.value} images are not supported — send a {_ACCEPTED_WORDS} photo instead",
             photo_index=index,
             reason=PhotoProblem.UNSUPPORTED,
         )
@@ -293,22 +304,32 @@ def _reencode(data: bytes, kind: ImageKind, index: int, limits: PhotoLimits) -> 
     pillow_format = kind.pillow_format
     assert pillow_format is not None
     with Image.open(io.BytesIO(data), formats=[pillow_format]) as opened:
-        # Nothing is decoded yet: the checks below read only the header.
+        # Nothing is decoded yet: these checks read only the header.
         _check_pixels(opened.size, index, limits)
         _check_still(opened, kind, index)
-        _check_min_side(_oriented_size(opened), index, limits)
-        target = _fit(opened.size, limits.max_side)
-        if target is not None and kind is ImageKind.JPEG:
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below target.
-            opened.draft(None, target)
+        _check_min_side(opened, index, limits)
+        if kind is ImageKind.JPEG:
+            _draft_jpeg(opened, limits)
         opened.load()
-        ImageOps.exif_transpose(opened, in_place=True)
-        image = _normalise(opened, limits.max_side)
+        image = _normalise(opened, _orientation(opened), limits)
     try:
         body = _encode_jpeg(image, limits.jpeg_quality)
     finally:
         image.close()
     return Photo(body, MimeType.JPEG)
+
+
+def _draft_jpeg(image: Image.Image, limits: PhotoLimits) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still fills the limits.
+
+    A scaled decode may land up to ``_DRAFT_SLACK`` below max_side (a 4032 px
+    phone photo decodes at 2016 px): four times fewer pixels to decode and hold
+    for an invisible difference. The short side never drops below min_side.
+    """
+    slack_side = max(limits.min_side, int(limits.max_side * _DRAFT_SLACK))
+    target = _fit(image.size, replace(limits, max_side=slack_side))
+    if target is not None:
+        image.draft(None, target)
 
 
 def _check_pixels(size: tuple[int, int], index: int, limits: PhotoLimits) -> None:
@@ -331,63 +352,78 @@ def _check_still(image: Image.Image, kind: ImageKind, index: int) -> None:
         )
 
 
+def _check_min_side(image: Image.Image, index: int, limits: PhotoLimits) -> None:
+    # The shortest side is the same whatever the EXIF orientation, so the header
+    # suffices; only the message needs the size as the user sees the photo.
+    if min(image.size) >= limits.min_side:
+        return
+    width, height = _oriented_size(image)
+    raise PhotoError(
+        f"it is {width}×{height} pixels; HeyGen needs at least "
+        f"{limits.min_side}×{limits.min_side} — use a larger, less cropped photo",
+        photo_index=index,
+        reason=PhotoProblem.TOO_SMALL,
+    )
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation, 1 (upright) if absent or not a number."""
+    value = image.getexif().get(_EXIF_ORIENTATION)
+    return value if isinstance(value, int) else 1
+
+
 def _oriented_size(image: Image.Image) -> tuple[int, int]:
     """The size as displayed: EXIF orientations 5 to 8 swap width and height."""
     width, height = image.size
-    orientation = image.getexif().get(0x0112)
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return (height, width) if _orientation(image) in (5, 6, 7, 8) else (width, height)
 
 
-def _check_min_side(size: tuple[int, int], index: int, limits: PhotoLimits) -> None:
+def _fit(size: tuple[int, int], limits: PhotoLimits) -> tuple[int, int] | None:
+    """The size to scale down to, or None if the photo is already within ``max_side``.
+
+    The long side goes down to ``max_side``, but the short side never below
+    ``min_side``: a panorama beyond max_side:min_side keeps a longer long side.
+    """
     width, height = size
-    if min(width, height) < limits.min_side:
-        raise PhotoError(
-            f"it is {width}×{height} pixels; HeyGen needs at least "
-            f"{limits.min_side}×{limits.min_side} — use a larger, less cropped photo",
-            photo_index=index,
-            reason=PhotoProblem.TOO_SMALL,
-        )
-
-
-def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int] | None:
-    """The size with its long side scaled to ``max_side``, or None if already within."""
-    width, height = size
-    longest = max(width, height)
-    if longest <= max_side:
+    longest, shortest = max(width, height), min(width, height)
+    if longest <= limits.max_side:
         return None
-    scale = max_side / longest
+    scale = max(limits.max_side / longest, min(1.0, limits.min_side / shortest))
+    if scale >= 1.0:
+        return None
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _normalise(image: Image.Image, max_side: int) -> Image.Image:
-    """A new 8-bit sRGB ``RGB`` image no larger than ``max_side``, without metadata."""
+def _normalise(image: Image.Image, orientation: int, limits: PhotoLimits) -> Image.Image:
+    """A new upright 8-bit sRGB ``RGB`` image scaled to the limits, with an empty ``info``.
+
+    It is scaled before it is turned upright (the fit does not depend on the
+    orientation), so the transpose copies the small image, not the decoded one.
+    Each step's input is closed once its output exists; ``image`` is the caller's.
+    """
     icc_profile = image.info.get("icc_profile")
-    working = _resizable_mode(image)
-    target = _fit(working.size, max_side)
+    working = image
+
+    def step(new: Image.Image) -> Image.Image:
+        if new is not working and working is not image:
+            working.close()
+        return new
+
+    working = step(_resizable_mode(working))
+    target = _fit(working.size, limits)
     if target is not None:
-        working = _replace(
-            working, working.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        )
+        working = step(working.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0))
+    transpose = _ORIENTATION_TRANSPOSE.get(orientation)
+    if transpose is not None:
+        working = step(working.transpose(transpose))
     if icc_profile:
-        working = _replace(working, _to_srgb(working, icc_profile))
+        working = step(_to_srgb(working, icc_profile))
     if working.mode in _ALPHA_MODES:
-        working = _replace(working, _flatten_on_white(working))
-    if working.mode != "RGB":
-        working = _replace(working, working.convert("RGB"))
-    if working is image:
-        working = image.copy()
+        working = step(_flatten_on_white(working))
+    if working.mode != "RGB" or working is image:
+        working = step(working.convert("RGB"))
     working.info.clear()
     return working
-
-
-def _replace(old: Image.Image, new: Image.Image) -> Image.Image:
-    """Free ``old``'s pixels as soon as ``new`` replaces it (never the caller's own image)."""
-    if new is not old and not isinstance(old, Image.Image.__mro__[0]) is False:
-        pass
-    if new is not old and getattr(old, "_prepared_copy", False):
-        old.close()
-    new._prepared_copy = True  # type: ignore[attr-defined]
-    return new
 
 
 def _resizable_mode(image: Image.Image) -> Image.Image:
@@ -405,9 +441,7 @@ def _resizable_mode(image: Image.Image) -> Image.Image:
 def _to_8bit_gray(image: Image.Image) -> Image.Image:
     """16-bit (or 32-bit) grey to 8 bits by scaling; Pillow's convert would clip at 255."""
     wide = image if image.mode == "I" else image.convert("I")
-    scaled = wide.point(lambda value: value * (1 / 256))
-    gray = scaled.convert("L")
-    return gray
+    return wide.point(lambda value: value * (1 / 256)).convert("L")
 
 
 def _to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image:

@@ -6,7 +6,7 @@ plain CPU work on a small grayscale copy; :func:`preflight_photos_async` runs it
 off the event loop. Nothing here knows about Discord: the bot turns
 :attr:`PreflightReport.problems` into a reply.
 
-The face detector is OpenCV's Haar cascade ``haarcascade_frontalface_default``,
+The face detector is OpenCV's Haar cascade ``haarcascade_frontalface_alt2``,
 which ships inside ``opencv-python-headless`` 4.x and loads offline. Why this one
 and how every threshold was chosen: ``docs/preflight.md`` and
 ``benchmarks/preflight_bench.py``.
@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: photos find "faces" in hair and fabric; 640 keeps faces of 5 % of the short
 #: side detectable (24 px, the cascade's window) and keeps a 12 MP photo fast.
 WORKING_LONG_SIDE = 640
-HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+HAAR_CASCADE = "haarcascade_frontalface_alt2.xml"
 
 
 class Check(StrEnum):
@@ -57,6 +57,8 @@ class PreflightConfig:
     ``blur_threshold``: variance of the Laplacian over the face (or whole photo)
     at the working size; below it the photo is refused as blurry.
     ``dark_limit``/``bright_limit``: mean brightness 0–255 of the working copy.
+    ``max_clipped_fraction``: share of pure-white pixels (>= 250) above which the
+    photo is washed out even if its mean is not (a blown-out face).
     ``duplicate_distance``: largest Hamming distance between two 64-bit dHashes
     that still counts as the same photo.
     """
@@ -64,9 +66,10 @@ class PreflightConfig:
     enabled: frozenset[Check] = frozenset(Check)
     min_face_fraction: float = 0.10
     secondary_face_ratio: float = 0.5
-    blur_threshold: float = 40.0
+    blur_threshold: float = 35.0
     dark_limit: float = 45.0
     bright_limit: float = 225.0
+    max_clipped_fraction: float = 0.4
     duplicate_distance: int = 6
 
     def __post_init__(self) -> None:
@@ -81,7 +84,7 @@ class PreflightConfig:
             raise ValueError("blur_threshold must be >= 0 and duplicate_distance in 0..64")
 
     @classmethod
-    def from_disabled(cls, disabled: Iterable[str], **thresholds: float) -> PreflightConfig:
+    def from_disabled(cls, disabled: Iterable[str], **thresholds: Any) -> PreflightConfig:
         """A config with the server's ``disabled_checks`` (Check values) turned off.
 
         Unknown names are ignored (logged), so a stored setting from a newer or
@@ -92,7 +95,7 @@ class PreflightConfig:
         if unknown:
             log.warning("ignoring unknown preflight checks: %s", ", ".join(unknown))
         off = {Check(name) for name in disabled if name in known}
-        return cls(enabled=frozenset(Check) - off, **thresholds)  # type: ignore[arg-type]
+        return cls(enabled=frozenset(Check) - off, **thresholds)
 
     def is_on(self, check: Check) -> bool:
         return check in self.enabled
@@ -116,7 +119,11 @@ class FaceBox:
 
 @dataclass(frozen=True, slots=True)
 class PhotoReport:
-    """Verdict and measurements for one photo (None: that check did not run)."""
+    """Verdict and measurements for one photo (None: that check did not run).
+
+    ``faces`` counts people (see ``secondary_face_ratio``); ``face_fraction`` is the
+    largest face's side over the short side of the photo.
+    """
 
     index: int
     width: int
@@ -125,6 +132,7 @@ class PhotoReport:
     face_fraction: float | None
     blur_score: float | None
     brightness: float | None
+    clipped_fraction: float | None
     dhash: int
     problems: tuple[Problem, ...] = ()
 
@@ -332,8 +340,10 @@ def check_photo(
             )
 
     brightness: float | None = None
+    clipped: float | None = None
     if config.is_on(Check.EXPOSURE):
         brightness = float(gray.mean())
+        clipped = float(np.count_nonzero(gray >= 250)) / gray.size
         if brightness < config.dark_limit:
             problems.append(
                 Problem(
@@ -343,7 +353,7 @@ def check_photo(
                     "with the light in front of you rather than behind.",
                 )
             )
-        elif brightness > config.bright_limit:
+        elif brightness > config.bright_limit or clipped > config.max_clipped_fraction:
             problems.append(
                 Problem(
                     Check.EXPOSURE,
@@ -361,6 +371,7 @@ def check_photo(
         face_fraction=fraction,
         blur_score=blur,
         brightness=brightness,
+        clipped_fraction=clipped,
         dhash=dhash(gray),
         problems=tuple(problems),
     )

@@ -103,6 +103,8 @@ class JobRecord:
     error_message: str | None = None
     refusal: str | None = None
     notified: bool = False
+    claimed_by: str | None = None
+    """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
 
     @property
     def photo_count(self) -> int:
@@ -111,7 +113,11 @@ class JobRecord:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What :meth:`Store.enqueue_job` enforces atomically for one request."""
+    """What :meth:`Store.enqueue_job` enforces atomically for one request.
+
+    0 turns a limit off. ``max_active_per_user`` counts the member's queued and
+    running jobs in the same guild.
+    """
 
     user_daily_quota: int = DEFAULT_USER_DAILY_QUOTA
     guild_daily_quota: int = DEFAULT_GUILD_DAILY_QUOTA
@@ -141,6 +147,10 @@ class Budget:
 
     per_minute: int = 20
     per_day: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.per_minute < 1 or self.per_day < 1:
+            raise ValueError("a budget allows at least one request a minute and a day")
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +188,9 @@ class Store(Protocol):
         ...
 
     # --- blocks ---------------------------------------------------------------
-    async def block_user(self, guild_id: int, user_id: int, reason: str, blocked_by: int) -> Block: ...
+    async def block_user(
+        self, guild_id: int, user_id: int, reason: str, blocked_by: int
+    ) -> Block: ...
     async def unblock_user(self, guild_id: int, user_id: int) -> bool: ...
     async def get_block(self, guild_id: int, user_id: int) -> Block | None: ...
 
@@ -188,17 +200,19 @@ class Store(Protocol):
 
     # --- jobs -----------------------------------------------------------------
     async def enqueue_job(self, job: NewJob, limits: Limits, now: datetime) -> EnqueueResult:
-        """Check cooldown, busy, user and guild quota, then insert the job as queued.
+        """Check busy, user quota, guild quota and cooldown (in that order: the most
+        lasting refusal first), then insert the job as queued.
 
-        Atomic: two concurrent calls can never both take the last quota slot.
+        Atomic: two concurrent calls can never both take the last quota slot. A
+        refusal inserts nothing; call :meth:`record_refused` to keep it in history.
+        Quotas count today's (UTC) queued, running and succeeded jobs; the user
+        quota and the cooldown ignore jobs made before a :meth:`reset_user_quota`.
         """
         ...
 
     async def record_refused(self, job: NewJob, refusal: str, now: datetime) -> JobRecord: ...
 
-    async def claim_next_job(
-        self, worker: str, budget: Budget, now: datetime
-    ) -> JobRecord | None:
+    async def claim_next_job(self, worker: str, budget: Budget, now: datetime) -> JobRecord | None:
         """Mark the next job running, fairly across servers and members, if the budget allows.
 
         Returns None when nothing is queued, the budget's minute or day is spent,
@@ -229,6 +243,9 @@ class Store(Protocol):
         """Record the outcome. A failed job no longer counts against any quota.
 
         ``error_kind`` is the error's class name, ``error_message`` its user-safe text.
+        ``state`` is SUCCEEDED or FAILED (else ValueError); an unknown id is a
+        LookupError; a job that is already final is returned unchanged (e.g. it was
+        failed by :meth:`recover` meanwhile).
         """
         ...
 
@@ -246,16 +263,38 @@ class Store(Protocol):
         """1-based place in the global queue; None when no longer queued."""
         ...
 
-    async def recover(self, owner: str, now: datetime) -> list[JobRecord]:
-        """At start: fail running and queued upload jobs of dead workers, adopt queued ones.
+    async def queue_positions(self, owner: str) -> dict[int, int]:
+        """1-based global places of every queued job that ``owner`` answers for."""
+        ...
 
-        Returns the jobs whose requesters must be told (failed ones), now owned by ``owner``.
+    async def recover(self, owner: str, now: datetime) -> list[JobRecord]:
+        """Take over the jobs of dead workers; safe to call at start and periodically.
+
+        A worker other than ``owner`` is dead when its heartbeat is older than 30 s
+        (or it never sent one and its job is older than that); worker ids must be
+        unique per process run. Running jobs it claimed fail ("Interrupted"); queued
+        upload jobs it owned fail (their photos were only in its memory); its queued
+        generate jobs and undelivered outcomes are adopted (owner := ``owner``).
+        Returns the final, unnotified jobs now owned by ``owner``: their requesters
+        must be told, then :meth:`mark_notified`.
         """
         ...
 
     async def get_job(self, job_id: int) -> JobRecord | None: ...
-    async def recent_jobs(self, user_id: int, guild_id: int, limit: int = 10) -> list[JobRecord]: ...
-    async def forget_user(self, user_id: int) -> int: ...
-    async def quota_status(self, guild_id: int, user_id: int, limits: Limits, now: datetime) -> QuotaStatus: ...
+    async def recent_jobs(
+        self, user_id: int, guild_id: int, limit: int = 10
+    ) -> list[JobRecord]: ...
+    async def forget_user(self, user_id: int, now: datetime | None = None) -> int:
+        """Delete the member's job history, consent and quota resets; returns the jobs removed.
+
+        Queued and running jobs are left to finish. Today's succeeded jobs are kept,
+        stripped of options, photos sizes and results and hidden from history, until
+        the day ends, so forgetting cannot reset a quota or a cooldown.
+        """
+        ...
+
+    async def quota_status(
+        self, guild_id: int, user_id: int, limits: Limits, now: datetime
+    ) -> QuotaStatus: ...
     async def reset_user_quota(self, guild_id: int, user_id: int, now: datetime) -> None: ...
     async def usage_stats(self, guild_id: int, now: datetime) -> UsageStats: ...

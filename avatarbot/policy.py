@@ -1,0 +1,189 @@
+"""Moderation policy: may this member run this request here and now?
+
+Plain functions over a server's settings and what the store knows; no Discord
+and no I/O, so every rule is unit-tested on its own. Every refusal carries a
+message that says what happened and what the member can do.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .store.base import (
+    Block,
+    EnqueueResult,
+    GuildSettings,
+    JobMode,
+    Limits,
+    QuotaRefusal,
+)
+
+
+class RefusalReason(StrEnum):
+    DISABLED = "disabled"
+    CHANNEL = "channel"
+    ROLE = "role"
+    BLOCKED = "blocked"
+    UPLOADS_OFF = "uploads_off"
+    BLOCKED_WORD = "blocked_word"
+    USER_DAILY = "user_daily"
+    GUILD_DAILY = "guild_daily"
+    COOLDOWN = "cooldown"
+    BUSY = "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: RefusalReason
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who asks, and where: the facts the policy needs, taken from the interaction."""
+
+    user_id: int
+    guild_id: int
+    channel_id: int
+    role_ids: frozenset[int] = frozenset()
+    parent_channel_id: int | None = None
+
+
+def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limits:
+    return Limits(
+        user_daily_quota=settings.user_daily_quota,
+        guild_daily_quota=settings.guild_daily_quota,
+        cooldown_seconds=settings.cooldown_seconds,
+        max_active_per_user=max_active_per_user,
+    )
+
+
+def check_access(
+    settings: GuildSettings, requester: Requester, mode: JobMode, block: Block | None
+) -> Refusal | None:
+    """The rules that need no counting: enabled, block, channel, roles, uploads."""
+    if block is not None:
+        return Refusal(
+            RefusalReason.BLOCKED,
+            "A moderator has blocked you from using Avatar Bot on this server"
+            + (f" (reason: {block.reason})" if block.reason else "")
+            + ". Ask a moderator if you think this is a mistake.",
+        )
+    if not settings.enabled:
+        return Refusal(
+            RefusalReason.DISABLED,
+            "Avatar Bot is turned off on this server. A moderator can turn it on "
+            "with `/avatar-admin enable`.",
+        )
+    if not channel_allowed(settings, requester):
+        channels = ", ".join(f"<#{c}>" for c in sorted(settings.allowed_channel_ids))
+        return Refusal(
+            RefusalReason.CHANNEL, f"Avatar Bot only works in these channels here: {channels}."
+        )
+    if settings.required_role_ids and not settings.required_role_ids & requester.role_ids:
+        roles = ", ".join(f"<@&{r}>" for r in sorted(settings.required_role_ids))
+        return Refusal(
+            RefusalReason.ROLE, f"You need one of these roles to use Avatar Bot here: {roles}."
+        )
+    if mode is JobMode.UPLOAD and not settings.uploads_allowed:
+        return Refusal(
+            RefusalReason.UPLOADS_OFF,
+            "Photo uploads are turned off on this server. You can still use `/avatar generate`.",
+        )
+    return None
+
+
+def channel_allowed(settings: GuildSettings, requester: Requester) -> bool:
+    """An allowed channel also allows the threads inside it."""
+    allowed = settings.allowed_channel_ids
+    return (
+        not allowed
+        or requester.channel_id in allowed
+        or (requester.parent_channel_id is not None and requester.parent_channel_id in allowed)
+    )
+
+
+def check_words(settings: GuildSettings, texts: Mapping[str, str | None]) -> Refusal | None:
+    """Refuse a name or appearance that holds one of the server's blocked words."""
+    for field_name, text in texts.items():
+        if not text:
+            continue
+        word = find_blocked_word(text, settings.blocked_words)
+        if word is not None:
+            return Refusal(
+                RefusalReason.BLOCKED_WORD,
+                f"Your {field_name} contains a word this server does not allow. "
+                "Please rephrase it and try again.",
+            )
+    return None
+
+
+def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
+    """The first blocked word found in ``text``, compared after :func:`normalize`."""
+    haystack = normalize(text)
+    squeezed = haystack.replace(" ", "")
+    for word in blocked_words:
+        needle = normalize(word)
+        if needle and (needle in haystack or needle.replace(" ", "") in squeezed):
+            return word
+    return None
+
+
+def normalize(text: str) -> str:
+    """Fold the tricks used to slip a word past a filter.
+
+    NFKC folds full-width and styled letters, casefold folds case, and format
+    characters (zero-width spaces and joiners, bidi overrides) are dropped.
+    """
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    kept = "".join(c for c in folded if unicodedata.category(c) not in {"Cf", "Cc", "Mn"})
+    return " ".join(kept.split())
+
+
+def normalize_blocked_words(words: str) -> tuple[str, ...]:
+    """Parse an admin's comma-separated list into distinct, normalised words."""
+    seen: dict[str, None] = {}
+    for raw in words.split(","):
+        word = normalize(raw)
+        if word:
+            seen.setdefault(word, None)
+    return tuple(seen)
+
+
+def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> Refusal:
+    """Explain why the store refused to queue a request."""
+    match result.refusal:
+        case QuotaRefusal.COOLDOWN:
+            wait = _seconds_until(result.retry_at, now)
+            return Refusal(
+                RefusalReason.COOLDOWN,
+                f"Please wait {wait} s before your next avatar (this server's cooldown is "
+                f"{limits.cooldown_seconds} s).",
+            )
+        case QuotaRefusal.BUSY:
+            return Refusal(
+                RefusalReason.BUSY,
+                "You already have an avatar in the works. Wait for it to finish, then try again.",
+            )
+        case QuotaRefusal.GUILD_DAILY:
+            return Refusal(
+                RefusalReason.GUILD_DAILY,
+                f"This server has used all {limits.guild_daily_quota} avatars for today. "
+                "The count resets at 00:00 UTC.",
+            )
+        case _:
+            return Refusal(
+                RefusalReason.USER_DAILY,
+                f"You have used all {limits.user_daily_quota} of your avatars for today. "
+                "The count resets at 00:00 UTC; see `/avatar quota`.",
+            )
+
+
+def _seconds_until(when: datetime | None, now: datetime) -> int:
+    if when is None:
+        return 1
+    return max(1, int((when - now).total_seconds() + 0.999))

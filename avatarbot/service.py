@@ -1,0 +1,130 @@
+"""Admission of avatar requests: policy, blocked words and atomic quota, in one place.
+
+The cog calls this with plain facts about the requester and gets back either a
+queued job or a :class:`~avatarbot.policy.Refusal` to show. Nothing here knows Discord.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .policy import (
+    Refusal,
+    RefusalReason,
+    Requester,
+    check_access,
+    check_words,
+    limits_for,
+    refusal_for_quota,
+)
+from .store.base import JobMode, JobRecord, NewJob, QuotaStatus, Store
+
+log = logging.getLogger(__name__)
+
+CHECKED_TEXTS = ("name", "appearance")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    job: JobRecord | None = None
+    refusal: Refusal | None = None
+
+
+class AvatarService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        max_active_per_user: int = 1,
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._max_active_per_user = max_active_per_user
+
+    async def check(
+        self, requester: Requester, mode: JobMode, options: Mapping[str, str]
+    ) -> Refusal | None:
+        """Everything that can refuse a request without counting: settings, block, words."""
+        settings = await self.store.get_guild_settings(requester.guild_id)
+        block = await self.store.get_block(requester.guild_id, requester.user_id)
+        texts = {name: options.get(name) for name in CHECKED_TEXTS}
+        refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
+        if refusal is not None:
+            await self._record_refusal(requester, mode, options, (), refusal)
+        return refusal
+
+    async def submit(
+        self,
+        requester: Requester,
+        mode: JobMode,
+        options: Mapping[str, str],
+        *,
+        owner: str,
+        photo_sizes: tuple[int, ...] = (),
+    ) -> Admission:
+        """Check again (settings may have changed) and queue atomically within the quotas."""
+        refusal = await self.check(requester, mode, options)
+        if refusal is not None:
+            return Admission(refusal=refusal)
+        settings = await self.store.get_guild_settings(requester.guild_id)
+        limits = limits_for(settings, max_active_per_user=self._max_active_per_user)
+        now = self._clock()
+        job = _new_job(requester, mode, options, owner, photo_sizes)
+        result = await self.store.enqueue_job(job, limits, now)
+        if result.job is not None:
+            log.info(
+                "job %d queued: %s by user %d in guild %d",
+                result.job.id,
+                mode.value,
+                requester.user_id,
+                requester.guild_id,
+            )
+            return Admission(job=result.job)
+        refusal = refusal_for_quota(result, limits, now)
+        await self.store.record_refused(job, refusal.reason.value, now)
+        return Admission(refusal=refusal)
+
+    async def quota(self, requester: Requester) -> QuotaStatus:
+        settings = await self.store.get_guild_settings(requester.guild_id)
+        return await self.store.quota_status(
+            requester.guild_id, requester.user_id, limits_for(settings), self._clock()
+        )
+
+    async def _record_refusal(
+        self,
+        requester: Requester,
+        mode: JobMode,
+        options: Mapping[str, str],
+        photo_sizes: tuple[int, ...],
+        refusal: Refusal,
+    ) -> None:
+        if refusal.reason is RefusalReason.BLOCKED_WORD:
+            options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
+        job = _new_job(requester, mode, options, "", photo_sizes)
+        await self.store.record_refused(job, refusal.reason.value, self._clock())
+
+
+def _new_job(
+    requester: Requester,
+    mode: JobMode,
+    options: Mapping[str, str],
+    owner: str,
+    photo_sizes: tuple[int, ...],
+) -> NewJob:
+    return NewJob(
+        guild_id=requester.guild_id,
+        channel_id=requester.channel_id,
+        user_id=requester.user_id,
+        mode=mode,
+        options=dict(options),
+        owner=owner,
+        photo_sizes=photo_sizes,
+    )

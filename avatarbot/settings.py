@@ -1,0 +1,113 @@
+"""Settings from the environment (and ``.env``, which the real environment overrides)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values, find_dotenv
+
+from avatar_api.client import DEFAULT_BASE_URL
+
+DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
+_DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
+_HELP = {
+    "DISCORD_TOKEN": "copy it from https://discord.com/developers/applications "
+    "(your app -> Bot -> Reset Token)",
+    "AGENT_AI_TOKEN": "create one at https://agent.ai/user/integrations#api",
+    "AGENT_AI_BASE_URL": "an http(s) URL such as https://api-lr.agent.ai/v1",
+    "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:port/db",
+    "DISCORD_DEV_GUILD_ID": "a server id (right-click the server with Developer Mode on)",
+    "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+}
+
+
+class SettingsError(Exception):
+    """A missing or malformed variable. The message names it and never holds its value."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable} {problem}: {_HELP[variable]} (in the environment or .env)")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    discord_token: str = field(repr=False)
+    agent_ai_token: str = field(repr=False)
+    agent_ai_base_url: str = DEFAULT_BASE_URL
+    database_url: str = DEFAULT_DATABASE_URL
+    dev_guild_id: int | None = None
+    log_level: int = logging.INFO
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment (over ``.env``); raise :class:`SettingsError` on the first fault."""
+        env = dict(environ) if environ is not None else load_environment()
+        return cls(
+            discord_token=_discord_token(env.get("DISCORD_TOKEN", "")),
+            agent_ai_token=_agent_ai_token(env.get("AGENT_AI_TOKEN", "")),
+            agent_ai_base_url=_base_url(env.get("AGENT_AI_BASE_URL", "")),
+            database_url=_database_url(env.get("DATABASE_URL", "")),
+            dev_guild_id=_guild_id(env.get("DISCORD_DEV_GUILD_ID", "")),
+            log_level=_log_level(env.get("LOG_LEVEL", "")),
+        )
+
+
+def load_environment() -> dict[str, str]:
+    """``.env`` from the working directory, overridden by the real environment."""
+    from_file = {k: v for k, v in dotenv_values(find_dotenv(usecwd=True)).items() if v is not None}
+    return {**from_file, **os.environ}
+
+
+def _discord_token(value: str) -> str:
+    token = value.strip()
+    if not token:
+        raise SettingsError("DISCORD_TOKEN", "is not set")
+    if not _DISCORD_TOKEN.match(token):
+        raise SettingsError("DISCORD_TOKEN", "does not look like a Discord bot token")
+    return token
+
+
+def _agent_ai_token(value: str) -> str:
+    token = value.strip()
+    if not token:
+        raise SettingsError("AGENT_AI_TOKEN", "is not set")
+    if any(c.isspace() for c in token) or not token.isprintable():
+        raise SettingsError("AGENT_AI_TOKEN", "holds spaces or control characters")
+    return token
+
+
+def _base_url(value: str) -> str:
+    url = value.strip() or DEFAULT_BASE_URL
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise SettingsError("AGENT_AI_BASE_URL", "is not an http(s) URL")
+    return url.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    url = value.strip() or DEFAULT_DATABASE_URL
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise SettingsError("DATABASE_URL", "is neither a sqlite:/// nor a postgresql:// URL")
+    return url
+
+
+def _guild_id(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 0 < int(value) < 2**64:
+        raise SettingsError("DISCORD_DEV_GUILD_ID", "is not a server id")
+    return int(value)
+
+
+def _log_level(value: str) -> int:
+    name = value.strip().upper() or "INFO"
+    level = logging.getLevelNamesMapping().get(name)
+    if level is None:
+        raise SettingsError("LOG_LEVEL", "is not a logging level")
+    return level

@@ -1,0 +1,162 @@
+"""The current schema as SQLAlchemy Core tables, used to build queries.
+
+The tables are *created* by the frozen DDL in :mod:`avatarbot.store.migrations`;
+a schema change is a new migration plus a matching edit here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every backend.
+
+    SQLite stores naive text (which sorts correctly only if every value is UTC),
+    PostgreSQL ``timestamptz``; naive values are refused rather than guessed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError("the store takes only timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+Id = BigInteger().with_variant(Integer, "sqlite")
+
+metadata = MetaData()
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("applied_at", UTCDateTime, nullable=False),
+)
+
+guild_settings = Table(
+    "guild_settings",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("uploads_allowed", Boolean, nullable=False),
+    Column("cooldown_seconds", Integer, nullable=False),
+    Column("user_daily_quota", Integer, nullable=False),
+    Column("guild_daily_quota", Integer, nullable=False),
+    Column("log_channel_id", BigInteger),
+    Column("allowed_channel_ids", Text, nullable=False),
+    Column("required_role_ids", Text, nullable=False),
+    Column("blocked_words", Text, nullable=False),
+    Column("disabled_checks", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True),
+    Column("user_id", BigInteger, primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("blocked_by", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("user_id", BigInteger, primary_key=True),
+    Column("consented_at", UTCDateTime, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("channel_id", BigInteger, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("mode", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("options", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("photo_sizes", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("group_id", Text),
+    Column("avatar_status", Text),
+    Column("error_kind", Text),
+    Column("error_message", Text),
+    Column("refusal", Text),
+    Column("notified", Boolean, nullable=False),
+    Column("guild_turn", BigInteger),
+    Column("member_turn", BigInteger),
+    Column("forgotten", Boolean, nullable=False),
+    Column("claimed_by", Text),
+)
+
+quota_resets = Table(
+    "quota_resets",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("guild_id", BigInteger, nullable=False),
+    Column("user_id", BigInteger, nullable=False),
+    Column("reset_at", UTCDateTime, nullable=False),
+)
+
+dispatch_state = Table(
+    "dispatch_state",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("paused_until", UTCDateTime),
+    Column("guild_clock", BigInteger, nullable=False),
+)
+
+guild_clocks = Table(
+    "guild_clocks",
+    metadata,
+    Column("guild_id", BigInteger, primary_key=True),
+    Column("member_clock", BigInteger, nullable=False),
+)
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("worker", Text, nullable=False),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("worker_id", Text, primary_key=True),
+    Column("last_seen", UTCDateTime, nullable=False),
+)

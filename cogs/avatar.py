@@ -1,0 +1,559 @@
+"""``/avatar``: members create avatars and look after their own records.
+
+This cog turns interactions into calls on the service, the photo pipeline and
+the dispatcher, and turns their results and errors into replies; the rules
+live in :mod:`avatarbot.policy` and :mod:`avatarbot.service`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from avatar_api import AvatarRequest, Photo, PhotoError, ValidationError
+from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
+from avatar_api.photos import PhotoLimits, prepare_photos
+from avatar_api.preflight import PreflightConfig, preflight_photos_async
+from avatarbot.policy import Requester
+from avatarbot.store.base import JobMode, JobRecord, JobState
+
+from .ui import (
+    NO_MENTIONS,
+    WORKING,
+    enum_choices,
+    log_embed,
+    progress_text,
+    result_embed,
+    safe,
+)
+
+if TYPE_CHECKING:
+    from avatarbot.queue import QueuePlace
+    from bot import AvatarBot
+
+log = logging.getLogger(__name__)
+
+INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
+PHOTO_LIMITS = PhotoLimits()
+NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
+CONSENT_TEXT = (
+    "**Before your first upload**\n"
+    "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
+    "in them. Please confirm that **the photos are of you**, or that **the person in them "
+    "has agreed** to this.\n"
+    "Photos are never stored by this bot; they are held in memory only while they are sent."
+)
+
+
+class AvatarError(app_commands.AppCommandError):
+    """A refusal decided in a command body, shown to the member as is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def requester_of(interaction: discord.Interaction) -> Requester:
+    if interaction.guild_id is None or interaction.channel_id is None:
+        raise app_commands.NoPrivateMessage()
+    user = interaction.user
+    roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
+    channel = interaction.channel
+    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+    return Requester(
+        user_id=user.id,
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id,
+        role_ids=roles,
+        parent_channel_id=parent,
+    )
+
+
+def check_declared_attachments(attachments: Sequence[discord.Attachment]) -> None:
+    """Refuse, before downloading anything, what Discord's own metadata already rules out."""
+    for index, attachment in enumerate(attachments, 1):
+        if attachment.size > PHOTO_LIMITS.max_bytes:
+            raise PhotoError(
+                f"{attachment.filename} is {attachment.size / 1_048_576:.1f} MB; photos can be "
+                f"at most {PHOTO_LIMITS.max_bytes // 1_048_576} MB",
+                photo_index=index,
+                reason="too_large",
+            )
+        declared = (attachment.content_type or "").lower()
+        if declared.startswith(NOT_IMAGE_TYPES):
+            raise PhotoError(
+                f"{attachment.filename} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture",
+                photo_index=index,
+                reason="not_an_image",
+            )
+
+
+async def download_attachment(attachment: discord.Attachment, index: int) -> bytes:
+    """Download one photo. ``Attachment.size`` is Discord's own measure, checked beforehand."""
+    try:
+        data = await attachment.read()
+    except discord.HTTPException:
+        raise PhotoError(
+            "could not be downloaded from Discord; attach it again", photo_index=index
+        ) from None
+    if len(data) > PHOTO_LIMITS.max_bytes:
+        raise PhotoError(
+            "is larger than Discord said it was", photo_index=index, reason="too_large"
+        )
+    return data
+
+
+@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+@app_commands.allowed_installs(guilds=True, users=False)
+class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Create HeyGen avatars"):
+    def __init__(self, bot: AvatarBot) -> None:
+        self.bot = bot
+        self._waiting: dict[int, discord.Interaction] = {}
+        self._logged: set[int] = set()
+
+    async def cog_load(self) -> None:
+        self.bot.job_relay.target = self
+
+    async def cog_unload(self) -> None:
+        self.bot.job_relay.target = None
+
+    # --- commands ---------------------------------------------------------------
+
+    @app_commands.command(description="Generate an avatar from a few options")
+    @app_commands.describe(
+        name="Display name for the avatar (default: My Avatar)",
+        age="Age range",
+        gender="Gender",
+        ethnicity="Ethnicity",
+        orientation="Picture orientation",
+        pose="How much of the body is shown",
+        style="Visual style",
+        appearance="Describe the look you want (up to 1000 characters)",
+    )
+    @app_commands.choices(
+        age=enum_choices(Age),
+        gender=enum_choices(Gender),
+        ethnicity=enum_choices(Ethnicity),
+        orientation=enum_choices(Orientation),
+        pose=enum_choices(Pose),
+        style=enum_choices(Style),
+    )
+    async def generate(
+        self,
+        interaction: discord.Interaction,
+        name: app_commands.Range[str, 1, 100] | None = None,
+        age: app_commands.Choice[str] | None = None,
+        gender: app_commands.Choice[str] | None = None,
+        ethnicity: app_commands.Choice[str] | None = None,
+        orientation: app_commands.Choice[str] | None = None,
+        pose: app_commands.Choice[str] | None = None,
+        style: app_commands.Choice[str] | None = None,
+        appearance: app_commands.Range[str, 1, 1000] | None = None,
+    ) -> None:
+        request = AvatarRequest.generate(
+            name=name,
+            age=_value(age),
+            gender=_value(gender),
+            ethnicity=_value(ethnicity),
+            orientation=_value(orientation),
+            pose=_value(pose),
+            style=_value(style),
+            appearance=appearance,
+        )
+        admission = await self.bot.service.submit(
+            requester_of(interaction),
+            JobMode.GENERATE,
+            request.options(),
+            owner=self.bot.worker_id,
+        )
+        if admission.refusal is not None:
+            raise AvatarError(admission.refusal.message)
+        assert admission.job is not None
+        await interaction.response.defer(thinking=True)
+        await self._track(interaction, admission.job)
+
+    @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
+    @app_commands.describe(
+        photo1="A clear photo of your face (JPEG, PNG, HEIC or WebP, up to 10 MB)",
+        photo2="Another photo (optional)",
+        photo3="Another photo (optional)",
+        photo4="Another photo (optional)",
+        name="Display name for the avatar (default: My Avatar)",
+    )
+    async def upload(
+        self,
+        interaction: discord.Interaction,
+        photo1: discord.Attachment,
+        photo2: discord.Attachment | None = None,
+        photo3: discord.Attachment | None = None,
+        photo4: discord.Attachment | None = None,
+        name: app_commands.Range[str, 1, 100] | None = None,
+    ) -> None:
+        attachments = [a for a in (photo1, photo2, photo3, photo4) if a is not None]
+        check_declared_attachments(attachments)
+        AvatarRequest.generate(name=name)  # validates the name before anything else
+        requester = requester_of(interaction)
+        options = {"name": name or "My Avatar", "photos": str(len(attachments))}
+        refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
+        if refusal is not None:
+            raise AvatarError(refusal.message)
+        if not await self.bot.store.has_consented(requester.user_id):
+            view = ConsentView(self, requester, attachments, name)
+            await interaction.response.send_message(
+                CONSENT_TEXT, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.process_upload(interaction, requester, attachments, name)
+
+    @app_commands.command(description="Your recent avatar jobs and their group ids")
+    @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
+    async def history(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
+        embed = discord.Embed(title="Your recent avatars", colour=WORKING)
+        if not jobs:
+            embed.description = "You have no avatar jobs on this server yet."
+        for job in jobs:
+            embed.add_field(name=_history_title(job), value=_history_line(job), inline=False)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(description="How many avatars you can still create today")
+    async def quota(self, interaction: discord.Interaction) -> None:
+        status = await self.bot.service.quota(requester_of(interaction))
+        lines = [
+            _quota_line("You", status.user_used, status.user_limit),
+            _quota_line("This server", status.guild_used, status.guild_limit),
+        ]
+        if status.cooldown_until and status.cooldown_until > datetime.now(UTC):
+            lines.append(
+                f"Next request possible {discord.utils.format_dt(status.cooldown_until, 'R')}."
+            )
+        lines.append("Counts reset at 00:00 UTC; failed jobs do not count.")
+        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+
+    @app_commands.command(description="Delete your job records and your photo consent")
+    @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
+    async def forget(self, interaction: discord.Interaction) -> None:
+        view = ForgetView(self, interaction.user.id)
+        await interaction.response.send_message(
+            "This deletes every record of your avatar jobs (on every server using this bot) "
+            "and your photo consent. Group ids you have not saved will be gone. Continue?",
+            view=view,
+            ephemeral=True,
+        )
+
+    # --- the upload pipeline ----------------------------------------------------
+
+    async def process_upload(
+        self,
+        interaction: discord.Interaction,
+        requester: Requester,
+        attachments: Sequence[discord.Attachment],
+        name: str | None,
+    ) -> None:
+        """Download, prepare and preflight the photos, then queue the job (already acknowledged)."""
+        try:
+            photos = await self._checked_photos(requester, attachments)
+        except ValidationError as error:
+            await self._edit(interaction, content=f"⚠️ {safe(str(error))}")
+            return
+        if isinstance(photos, str):
+            await self._edit(interaction, content=photos)
+            return
+        request = AvatarRequest.upload(photos, name=name)
+        admission = await self.bot.service.submit(
+            requester,
+            JobMode.UPLOAD,
+            request.options(),
+            owner=self.bot.worker_id,
+            photo_sizes=tuple(p.size for p in photos),
+        )
+        if admission.refusal is not None:
+            await self._edit(interaction, content=f"⚠️ {admission.refusal.message}")
+            return
+        assert admission.job is not None
+        self.bot.dispatcher.attach_photos(admission.job.id, photos)
+        await self._track(interaction, admission.job)
+
+    async def _checked_photos(
+        self, requester: Requester, attachments: Sequence[discord.Attachment]
+    ) -> tuple[Photo, ...] | str:
+        """Prepared photos, or the preflight's message listing every problem at once."""
+        blobs = [await download_attachment(a, i) for i, a in enumerate(attachments, 1)]
+        photos = await prepare_photos(blobs, limits=PHOTO_LIMITS)
+        del blobs
+        settings = await self.bot.store.get_guild_settings(requester.guild_id)
+        report = await preflight_photos_async(
+            photos, PreflightConfig.from_disabled(settings.disabled_checks)
+        )
+        if report.ok:
+            return photos
+        problems = "\n".join(f"• {safe(p.message, 400)}" for p in report.problems)
+        return (
+            "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+            f"nothing was counted:\n{problems}"
+        )
+
+    # --- telling the member (the dispatcher's listener) --------------------------
+
+    async def _track(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        self._waiting[job.id] = interaction
+        position = await self.bot.store.queue_position(job.id)
+        await self._edit(interaction, content=progress_text(job.id, position, None))
+        self.bot.dispatcher.wake()
+
+    async def job_started(self, job: JobRecord) -> None:
+        interaction = self._live_interaction(job.id)
+        if interaction is not None:
+            await self._edit(interaction, content=progress_text(job.id, None, None))
+
+    async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
+        for job_id, place in positions.items():
+            interaction = self._live_interaction(job_id)
+            if interaction is not None:
+                eta = (place.estimated_start - datetime.now(UTC)).total_seconds()
+                await self._edit(interaction, content=progress_text(job_id, place.position, eta))
+
+    async def job_finished(self, job: JobRecord) -> bool:
+        await self._post_log_entry(job)
+        interaction = self._live_interaction(job.id)
+        self._waiting.pop(job.id, None)
+        if interaction is not None and await self._reply_in_interaction(interaction, job):
+            return True
+        return await self._tell_elsewhere(job)
+
+    def _live_interaction(self, job_id: int) -> discord.Interaction | None:
+        interaction = self._waiting.get(job_id)
+        if interaction is None:
+            return None
+        if discord.utils.utcnow() - interaction.created_at > INTERACTION_LIFETIME:
+            return None
+        return interaction
+
+    async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
+        embed = result_embed(job)
+        try:
+            if job.state is JobState.SUCCEEDED or job.mode is JobMode.UPLOAD:
+                await interaction.edit_original_response(content=None, embed=embed)
+                return True
+            # A public "thinking" message must not turn into a public failure.
+            await interaction.delete_original_response()
+            await interaction.followup.send(embed=embed, ephemeral=True)
+            return True
+        except discord.HTTPException as error:
+            log.warning("could not reply to job %d in its interaction: %s", job.id, error)
+            return False
+
+    async def _tell_elsewhere(self, job: JobRecord) -> bool:
+        """The interaction is gone (expired, or a restart): a DM, else the channel."""
+        embed = result_embed(job)
+        note = "Here is the outcome of your avatar request:"
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS)
+            return True
+        except discord.HTTPException as error:
+            log.info("could not DM job %d's outcome: %s", job.id, error)
+        channel = self.bot.get_channel(job.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return False
+        public = job.state is JobState.SUCCEEDED and job.mode is JobMode.GENERATE
+        content = f"<@{job.user_id}> " + (
+            note
+            if public
+            else f"your avatar job #{job.id} ended ({job.state.value}). "
+            "I could not DM you the details; run `/avatar history` to see them."
+        )
+        try:
+            await channel.send(
+                content,
+                embed=embed if public else None,
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
+                ),
+            )
+            return True
+        except discord.HTTPException as error:
+            log.warning("could not tell anyone about job %d: %s", job.id, error)
+            return False
+
+    async def _post_log_entry(self, job: JobRecord) -> None:
+        if job.id in self._logged:
+            return
+        self._logged.add(job.id)
+        settings = await self.bot.store.get_guild_settings(job.guild_id)
+        if settings.log_channel_id is None:
+            return
+        channel = self.bot.get_channel(settings.log_channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
+            return
+        try:
+            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            log.warning("could not post job %d to the log channel: %s", job.id, error)
+
+    async def _edit(self, interaction: discord.Interaction, **fields: object) -> None:
+        try:
+            await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
+        except discord.HTTPException as error:
+            log.info("could not update an interaction: %s", error)
+
+    # --- errors -------------------------------------------------------------------
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        await reply_to_error(interaction, error)
+
+
+async def reply_to_error(
+    interaction: discord.Interaction, error: app_commands.AppCommandError
+) -> None:
+    """Every error becomes one ephemeral message; unexpected ones get an id to quote."""
+    original = getattr(error, "original", error)
+    if isinstance(original, AvatarError):
+        message = f"⚠️ {original.message}"
+    elif isinstance(original, ValidationError):
+        message = f"⚠️ {safe(str(original))}"
+    elif isinstance(error, app_commands.CommandOnCooldown):
+        message = f"⏳ Slow down: try again in {error.retry_after:.0f} s."
+    elif isinstance(error, app_commands.MissingPermissions):
+        message = "🔒 You need the **Manage Server** permission for this command."
+    elif isinstance(error, app_commands.NoPrivateMessage):
+        message = "Avatar Bot works inside servers only."
+    elif isinstance(error, app_commands.CheckFailure):
+        message = "🔒 You cannot use this command here."
+    else:
+        await report_unexpected(interaction, original)
+        return
+    await send_ephemeral(interaction, message)
+
+
+async def report_unexpected(interaction: discord.Interaction, error: BaseException) -> None:
+    """Log the trace under a short id and give the member only that id."""
+    error_id = uuid.uuid4().hex[:8]
+    log.error("interaction failed (error id %s)", error_id, exc_info=error)
+    await send_ephemeral(
+        interaction,
+        f"Something went wrong on our side. Quote error id `{error_id}` to a server admin.",
+    )
+
+
+async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.response.send_message(
+                message, ephemeral=True, allowed_mentions=NO_MENTIONS
+            )
+    except discord.HTTPException as error:
+        log.info("could not send an error reply: %s", error)
+
+
+class ConsentView(discord.ui.View):
+    """The one-time statement on a member's first upload; accepting carries on with it."""
+
+    def __init__(
+        self,
+        cog: AvatarCog,
+        requester: Requester,
+        attachments: Sequence[discord.Attachment],
+        name: str | None,
+    ) -> None:
+        super().__init__(timeout=300)
+        self.cog = cog
+        self.requester = requester
+        self.attachments = list(attachments)
+        self.name = name
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.requester.user_id
+
+    @discord.ui.button(
+        label="These are my photos / I have consent", style=discord.ButtonStyle.success
+    )
+    async def accept(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
+    ) -> None:
+        self.stop()
+        await self.cog.bot.store.record_consent(self.requester.user_id)
+        await interaction.response.edit_message(content="Thanks. Checking your photos…", view=None)
+        await self.cog.process_upload(interaction, self.requester, self.attachments, self.name)
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Cancelled; nothing was sent.", view=None)
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
+    ) -> None:
+        await report_unexpected(interaction, error)
+
+
+class ForgetView(discord.ui.View):
+    def __init__(self, cog: AvatarCog, user_id: int) -> None:
+        super().__init__(timeout=120)
+        self.cog = cog
+        self.user_id = user_id
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Delete my records", style=discord.ButtonStyle.danger)
+    async def confirm(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
+    ) -> None:
+        self.stop()
+        deleted = await self.cog.bot.store.forget_user(self.user_id)
+        await interaction.response.edit_message(
+            content=f"Done: {deleted} records and your photo consent were deleted.", view=None
+        )
+
+    @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
+    async def keep(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+
+
+def _value(choice: app_commands.Choice[str] | None) -> str | None:
+    return None if choice is None else choice.value
+
+
+def _quota_line(who: str, used: int, limit: int) -> str:
+    if limit == 0:
+        return f"{who}: {used} today, no daily limit."
+    return f"{who}: {max(0, limit - used)} of {limit} left today."
+
+
+def _history_title(job: JobRecord) -> str:
+    when = job.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"#{job.id} · {job.mode.value} · {job.state.value} · {when}"
+
+
+def _history_line(job: JobRecord) -> str:
+    if job.group_id:
+        return f"Group ID: `{job.group_id}`"
+    if job.refusal:
+        return f"Refused ({job.refusal})"
+    if job.error_kind:
+        return f"Failed ({safe(job.error_kind)})"
+    return "In progress"
+
+
+async def setup(bot: AvatarBot) -> None:
+    await bot.add_cog(AvatarCog(bot))

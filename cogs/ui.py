@@ -1,0 +1,150 @@
+"""What members see: option choices, result embeds and the words for every failure.
+
+Not an extension: the cogs import it. User-supplied text is always escaped
+before it is shown, and every message is sent with no mentions allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+
+import discord
+from discord import app_commands
+
+from avatarbot.store.base import JobMode, JobRecord, JobState
+
+SUCCESS = discord.Colour.green()
+FAILURE = discord.Colour.red()
+WORKING = discord.Colour.blurple()
+NO_MENTIONS = discord.AllowedMentions.none()
+
+_LABELS = {"Young Adult": "Young adult", "Middle-Aged": "Middle-aged", "Non-Binary": "Non-binary"}
+_OPTION_TITLES = {
+    "name": "Name",
+    "age": "Age",
+    "gender": "Gender",
+    "ethnicity": "Ethnicity",
+    "orientation": "Orientation",
+    "pose": "Pose",
+    "style": "Style",
+    "appearance": "Appearance",
+    "photos": "Photos",
+}
+
+
+def choice_label(value: str) -> str:
+    """ "half_body" -> "Half body", "Middle-Aged" -> "Middle-aged"."""
+    label = _LABELS.get(value, value.replace("_", " "))
+    return label[:1].upper() + label[1:]
+
+
+def enum_choices(enum: type[StrEnum]) -> list[app_commands.Choice[str]]:
+    """Discord choices whose values are the API's strings and whose names read well."""
+    return [app_commands.Choice(name=choice_label(m.value), value=m.value) for m in enum]
+
+
+def safe(text: str, limit: int = 1024) -> str:
+    """User text made inert: no markdown, no mentions, no invisible tricks, bounded."""
+    cleaned = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
+    cleaned = "".join(c for c in cleaned if c.isprintable() or c == " ")
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+
+
+def describe_options(options: Mapping[str, str]) -> str:
+    lines = []
+    for key, value in options.items():
+        title = _OPTION_TITLES.get(key, key)
+        shown = choice_label(value) if key not in {"name", "appearance", "photos"} else value
+        lines.append(f"**{title}:** {safe(shown, 300)}")
+    return "\n".join(lines) or "defaults"
+
+
+def result_embed(job: JobRecord) -> discord.Embed:
+    if job.state is JobState.SUCCEEDED:
+        embed = discord.Embed(title="Your avatar is on its way", colour=SUCCESS)
+        embed.add_field(name="Group ID", value=f"```\n{job.group_id}\n```", inline=False)
+        embed.add_field(name="Status", value=safe(job.avatar_status or "unknown"), inline=True)
+    else:
+        embed = discord.Embed(title="Your avatar could not be created", colour=FAILURE)
+        embed.description = failure_text(job)
+    embed.add_field(name="Mode", value=job.mode.value, inline=True)
+    took = _duration(job.created_at, job.finished_at)
+    if took:
+        embed.add_field(name="Took", value=took, inline=True)
+    embed.add_field(name="Options", value=describe_options(job.options)[:1024], inline=False)
+    embed.set_footer(text=f"Job #{job.id}")
+    return embed
+
+
+def progress_text(job_id: int, position: int | None, eta_seconds: float | None) -> str:
+    if position is None:
+        return f"⏳ Creating your avatar… (job #{job_id})"
+    eta = f" — about {_human_seconds(eta_seconds)}" if eta_seconds and eta_seconds > 1 else ""
+    return f"⏳ You are #{position} in line{eta} (job #{job_id})."
+
+
+def log_embed(job: JobRecord) -> discord.Embed:
+    """The moderators' log entry for one job: who, mode, options, outcome, group id."""
+    ok = job.state is JobState.SUCCEEDED
+    embed = discord.Embed(
+        title=f"Avatar job #{job.id}: {job.state.value}", colour=SUCCESS if ok else FAILURE
+    )
+    embed.add_field(name="Member", value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name="Channel", value=f"<#{job.channel_id}>", inline=True)
+    embed.add_field(name="Mode", value=job.mode.value, inline=True)
+    if job.mode is JobMode.UPLOAD:
+        embed.add_field(name="Photos", value=str(job.photo_count), inline=True)
+    embed.add_field(name="Options", value=describe_options(job.options)[:1024], inline=False)
+    if ok:
+        embed.add_field(name="Group ID", value=f"`{job.group_id}`", inline=False)
+    else:
+        embed.add_field(name="Error", value=safe(job.error_kind or "unknown"), inline=False)
+    return embed
+
+
+_FAILURES = {
+    "AuthenticationError": "The bot's agent.ai token was rejected. A server admin needs to "
+    "check the bot's set-up; nothing you did caused this.",
+    "PermissionDeniedError": "The bot's agent.ai account may not use this action (plan or "
+    "credits). A server admin needs to check it.",
+    "NotFoundError": "The bot is pointed at the wrong agent.ai address. A server admin needs "
+    "to check AGENT_AI_BASE_URL.",
+    "RateLimitError": "agent.ai is over its rate limit right now. Try again in a minute.",
+    "ServerError": "agent.ai or HeyGen failed on their side. Try again in a few minutes.",
+    "APITimeoutError": "agent.ai did not answer in time. Try again in a few minutes.",
+    "APIConnectionError": "The bot could not reach agent.ai. Try again in a few minutes.",
+    "UnexpectedResponseError": "agent.ai answered in a way the bot does not understand. "
+    "Try again later; if it keeps happening, tell a server admin.",
+    "Interrupted": "The bot restarted while your avatar was in progress. It was not sent twice; "
+    "please run the command again.",
+}
+
+
+def failure_text(job: JobRecord) -> str:
+    kind = job.error_kind or ""
+    if kind == "BadRequestError":
+        text = f"agent.ai rejected the request: {safe(job.error_message or 'no reason given', 300)}"
+    else:
+        text = _FAILURES.get(
+            kind,
+            "Something went wrong on our side. Try again later; a server admin can "
+            f"find the details in the bot's log under job #{job.id}.",
+        )
+    return text + "\nThis job did not count against your quota."
+
+
+def _duration(start: datetime, end: datetime | None) -> str | None:
+    if end is None:
+        return None
+    return _human_seconds((end - start).total_seconds())
+
+
+def _human_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

@@ -1,0 +1,86 @@
+"""The real bot, driven through SimCord's simulated Discord, talking to the fake agent.ai."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import discord
+import pillow_heif
+import simcord
+from PIL import Image
+
+from avatarbot.settings import Settings
+from bot import AvatarBot
+from tests.fake_agent_ai import TOKEN, FakeAgentAI
+from tests.photo_factory import exif_bytes
+
+# Shaped like a bot token, never a real one.
+DISCORD_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAw.GabCdE.simulated-discord-token-for-tests-0000"
+
+
+def settings_for(fake: FakeAgentAI, database_url: str) -> Settings:
+    return Settings(
+        discord_token=DISCORD_TOKEN,
+        agent_ai_token=TOKEN,
+        agent_ai_base_url=fake.base_url,
+        database_url=database_url,
+    )
+
+
+@dataclass
+class World:
+    env: simcord.Env
+    bot: AvatarBot
+    fake: FakeAgentAI
+    guild: simcord.GuildHandle
+    channel: simcord.ChannelHandle
+    alice: simcord.MemberActor
+    admin: simcord.MemberActor
+
+    def member(self, name: str) -> simcord.MemberActor:
+        return self.guild.add_member(self.env.create_user(name))
+
+
+@asynccontextmanager
+async def running_bot(
+    fake: FakeAgentAI, database_url: str, *, worker_id: str = "test-worker", **options: object
+) -> AsyncIterator[tuple[simcord.Env, AvatarBot]]:
+    bot = AvatarBot(settings_for(fake, database_url), worker_id=worker_id)
+    async with simcord.run(bot, **options) as env:
+        yield env, bot
+
+
+def sqlite_url(tmp_path: Path, name: str = "bot.db") -> str:
+    return f"sqlite:///{tmp_path / name}"
+
+
+def populate(env: simcord.Env, bot: AvatarBot, fake: FakeAgentAI) -> World:
+    guild = env.create_guild(name="Avatar Club")
+    channel = guild.create_text_channel("avatars")
+    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
+    admin = guild.add_member(env.create_user("mod"), roles=[mods])
+    alice = guild.add_member(env.create_user("alice"))
+    return World(env, bot, fake, guild, channel, alice, admin)
+
+
+def face_image() -> Image.Image:
+    from tests.preflight_set import astronaut
+
+    return astronaut()
+
+
+def face_photo(fmt: str, *, gps: bool = True) -> bytes:
+    """A real single-face photo in ``fmt`` (JPEG carries EXIF with GPS, as phones write it)."""
+    image = face_image()
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, "JPEG", quality=92, exif=exif_bytes(orientation=1, gps=gps))
+    elif fmt == "HEIC":
+        pillow_heif.from_pillow(image).save(buffer, quality=90, exif=exif_bytes(gps=gps))
+    else:
+        image.save(buffer, fmt)
+    return buffer.getvalue()

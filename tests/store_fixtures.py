@@ -1,0 +1,101 @@
+"""Store fixtures, parametrized over SQLite and PostgreSQL; import them into a test module
+(or conftest) with ``from tests.store_fixtures import *``-style explicit imports.
+
+PostgreSQL runs only when ``AVATARBOT_TEST_POSTGRES_URL`` is set; each test gets a
+fresh schema (via ``search_path``) that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from avatarbot.store import SqlStore, open_store
+
+POSTGRES_URL_ENV = "AVATARBOT_TEST_POSTGRES_URL"
+POSTGRES_SKIP_REASON = "PostgreSQL not configured: set AVATARBOT_TEST_POSTGRES_URL to run"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+class Clock:
+    """An injectable UTC clock that only moves when told to."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> datetime:
+        self.now += timedelta(seconds=seconds)
+        return self.now
+
+
+@dataclass
+class StoreFactory:
+    """Opens independent store instances (separate pools: "processes") on one database."""
+
+    backend: str
+    url: str
+    schema: str | None = None
+    opened: list[SqlStore] = field(default_factory=list)
+
+    async def open(self) -> SqlStore:
+        store = await open_store(self.url, schema=self.schema)
+        self.opened.append(store)
+        return store
+
+    async def close_all(self) -> None:
+        for store in self.opened:
+            await store.close()
+        self.opened.clear()
+
+
+async def _pg_execute(url: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def store_factory(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[StoreFactory]:
+    if request.param == "sqlite":
+        factory = StoreFactory("sqlite", f"sqlite:///{tmp_path / 'avatarbot.db'}")
+        try:
+            yield factory
+        finally:
+            await factory.close_all()
+        return
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        pytest.skip(POSTGRES_SKIP_REASON)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    await _pg_execute(url, f'CREATE SCHEMA "{schema}"')
+    factory = StoreFactory("postgresql", url, schema)
+    try:
+        yield factory
+    finally:
+        await factory.close_all()
+        await _pg_execute(url, f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+async def store(store_factory: StoreFactory) -> SqlStore:
+    return await store_factory.open()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
