@@ -15,7 +15,8 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import aiohttp
 import discord
@@ -25,7 +26,7 @@ from avatar_api import AvatarClient
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
 from avatarbot.queue import Dispatcher
-from avatarbot.service import AvatarService
+from avatarbot.service import AvatarService, utc_now
 from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, open_store
 from avatarbot.store.base import Store
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin")
 SHUTDOWN_GRACE_SECONDS = 20.0
+QUEUE_POLL_SECONDS = 5.0
 
 
 class AvatarBot(commands.Bot):
@@ -51,6 +53,8 @@ class AvatarBot(commands.Bot):
         *,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
         worker_id: str | None = None,
+        queue_poll_seconds: float = QUEUE_POLL_SECONDS,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels, roles and permissions; nothing else is needed
@@ -64,6 +68,8 @@ class AvatarBot(commands.Bot):
         self.extensions_to_load = tuple(extensions)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.job_relay = JobRelay()
+        self.queue_poll_seconds = queue_poll_seconds
+        self.clock = clock
 
     async def setup_hook(self) -> None:
         self.http_session = aiohttp.ClientSession()
@@ -73,12 +79,14 @@ class AvatarBot(commands.Bot):
             session=self.http_session,
         )
         self.store = await open_store(self.settings.database_url)
-        self.service = AvatarService(self.store)
+        self.service = AvatarService(self.store, clock=self.clock)
         self.dispatcher = Dispatcher(
             self.store,
             self.avatar_client,
             worker_id=self.worker_id,
             listener=self.job_relay,
+            poll_interval=self.queue_poll_seconds,
+            clock=self.clock,
         )
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
@@ -102,9 +110,15 @@ class AvatarBot(commands.Bot):
         if hasattr(self, "dispatcher"):
             await self.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
         await super().close()
+        await self.close_services()
+
+    async def close_services(self) -> None:
+        """Stop the dispatcher, then close the store and the HTTP session; safe to repeat."""
+        if hasattr(self, "dispatcher"):
+            await self.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
         if hasattr(self, "store"):
             await self.store.close()
-        if hasattr(self, "http_session"):
+        if hasattr(self, "http_session") and not self.http_session.closed:
             await self.http_session.close()
 
 

@@ -234,9 +234,5 @@ def _load_json_object(raw: bytes, http_status: int, excerpt: str) -> dict[str, A
 async def _encode_body(request: AvatarRequest) -> bytes:
     """The JSON body. Upload bodies hold megabytes of base64, so they are built off the loop."""
     if request.photos:
-        return await asyncio.to_thread(_dump_payload, request)
-    return _dump_payload(request)
-
-
-def _dump_payload(request: AvatarRequest) -> bytes:
-    return json.dumps(request.to_payload(), ensure_ascii=False).encode("utf-8")
+        return await asyncio.to_thread(request.to_body)
+    return request.to_body()

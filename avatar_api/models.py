@@ -259,11 +259,7 @@ class AvatarRequest:
 
     def to_payload(self) -> dict[str, str]:
         """The JSON body, exactly as the spec names its fields."""
-        payload: dict[str, str] = {
-            "source_type": self.source_type.value,
-            "output_variable_name": self.output_variable_name,
-            "name": self.name,
-        }
+        payload = self._scalar_payload()
         if self.source_type is SourceType.UPLOAD:
             payload["photos_json"] = encode_photos_json(self.photos)
             return payload
@@ -278,6 +274,36 @@ class AvatarRequest:
         if self.appearance:
             payload["appearance"] = self.appearance
         return payload
+
+    def to_body(self) -> bytes:
+        """The exact JSON bytes of :meth:`to_payload`, built without re-scanning the photos.
+
+        ``json.dumps`` would scan megabytes of base64 for characters to escape and
+        hold several copies at once; base64 and the MIME types never need escaping,
+        so the photos are spliced in as bytes (peak about 2.7x the photo bytes).
+        """
+        payload = self.to_payload() if not self.photos else self._scalar_payload()
+        head = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        if not self.photos:
+            return head
+        parts = [head[:-1], b', "photos_json": "[']
+        for index, photo in enumerate(self.photos):
+            if index:
+                parts.append(b", ")
+            parts += [
+                b'{\\"base64\\": \\"',
+                base64.b64encode(photo.data),
+                b'\\", \\"mimeType\\": \\"' + photo.mime_type.value.encode("ascii") + b'\\"}',
+            ]
+        parts.append(b']"}')
+        return b"".join(parts)
+
+    def _scalar_payload(self) -> dict[str, str]:
+        return {
+            "source_type": self.source_type.value,
+            "output_variable_name": self.output_variable_name,
+            "name": self.name,
+        }
 
     def __repr__(self) -> str:
         return f"AvatarRequest({self.source_type.value}, options={self.options()!r})"

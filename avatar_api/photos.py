@@ -1,10 +1,12 @@
 """Photo preparation shared by the CLI and the bot: check, normalise, re-encode.
 
 Every photo a user sends goes through :func:`prepare_photo`: size cap, real type
-from its magic number (never the file name or a declared type), decompression-
-bomb guard on the header before any pixel is decoded, decode, EXIF orientation,
-conversion to 8-bit sRGB (alpha flattened onto white), minimum size, downscale,
-and a fresh JPEG with no metadata at all (no EXIF, GPS, XMP, ICC or comments).
+from its magic number (never the file name or a declared type), then from the
+header alone the decompression-bomb guard, animation and minimum-size checks;
+only then decode (JPEGs at a reduced scale when they are to be shrunk), scale
+down, turn upright per EXIF orientation, convert to 8-bit sRGB (alpha flattened
+onto white), and write a fresh JPEG with no metadata at all (no EXIF, GPS, XMP,
+ICC profile or comments). Only :class:`PhotoError` ever leaves, whatever the bytes.
 
 Policies worth knowing:
 
@@ -14,7 +16,10 @@ Policies worth knowing:
   rarely a photo of the user and its first frame is often blank.
 * Pillow's own ``Image.MAX_IMAGE_PIXELS`` is never changed; :class:`PhotoLimits`
   carries a stricter per-call limit checked on the header. Pillow still refuses
-  anything past twice its global limit, which we report the same way.
+  anything past twice its global limit (reported the same way) and warns, once,
+  between its limit and twice it (~89-179 MP), for files we then refuse.
+* Scaling keeps the short side at least ``min_side``: a panorama longer than
+  max_side:min_side (4:1 by default) keeps a long side above ``max_side``.
 
 Photos are never written to disk or logged; log lines hold sizes and dimensions.
 """
@@ -119,9 +124,7 @@ if features.check("avif"):
 SUPPORTED_KINDS: frozenset[ImageKind] = frozenset(_PILLOW_FORMATS)
 _ACCEPTED_WORDS = "JPEG, PNG, WebP or HEIC"
 
-_HEIF_BRANDS = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"}
-)
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"mif3"})
 _ANIMATABLE_KINDS = frozenset({ImageKind.WEBP, ImageKind.PNG})
@@ -237,9 +240,7 @@ def check_photo_kind(data: bytes, *, index: int = 1) -> ImageKind:
     return kind
 
 
-def prepare_photo(
-    data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS
-) -> Photo:
+def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS) -> Photo:
     """Check one photo and return it as a clean, bounded JPEG.
 
     CPU-bound and synchronous: call it through :func:`prepare_photos` (or
@@ -264,7 +265,10 @@ def prepare_photo(
     except Exception as exc:  # any decoder failure on hostile or damaged bytes
         log.info(
             "photo %d undecodable (%s): %d bytes of %s",
-            index, type(exc).__name__, len(data), kind,
+            index,
+            type(exc).__name__,
+            len(data),
+            kind,
         )
         raise PhotoError(
             "it could not be read; the file may be damaged or incomplete "
@@ -274,7 +278,11 @@ def prepare_photo(
         ) from exc
     log.debug(
         "photo %d prepared: %d bytes of %s -> %d bytes of JPEG in %.0f ms",
-        index, len(data), kind, photo.size, (time.perf_counter() - started) * 1000,
+        index,
+        len(data),
+        kind,
+        photo.size,
+        (time.perf_counter() - started) * 1000,
     )
     return photo
 

@@ -76,23 +76,29 @@ def requester_of(interaction: discord.Interaction) -> Requester:
     )
 
 
-def check_declared_attachments(attachments: Sequence[discord.Attachment]) -> None:
-    """Refuse, before downloading anything, what Discord's own metadata already rules out."""
+def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> str | None:
+    """What Discord's own metadata already rules out, before anything is downloaded.
+
+    ``Attachment.size`` is Discord's measure of the stored file, not the sender's claim.
+    """
     for index, attachment in enumerate(attachments, 1):
+        name = safe(attachment.filename, 80)
         if attachment.size > PHOTO_LIMITS.max_bytes:
-            raise PhotoError(
-                f"{attachment.filename} is {attachment.size / 1_048_576:.1f} MB; photos can be "
-                f"at most {PHOTO_LIMITS.max_bytes // 1_048_576} MB",
-                photo_index=index,
-                reason="too_large",
+            return (
+                f"photo {index}: {name} is {attachment.size / 1_048_576:.1f} MB; photos can be "
+                f"at most {PHOTO_LIMITS.max_bytes // 1_048_576} MB"
             )
         declared = (attachment.content_type or "").lower()
         if declared.startswith(NOT_IMAGE_TYPES):
-            raise PhotoError(
-                f"{attachment.filename} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture",
-                photo_index=index,
-                reason="not_an_image",
+            return (
+                f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
             )
+    return None
+
+
+async def refuse(interaction: discord.Interaction, message: str) -> None:
+    """An expected refusal: an ephemeral reply, not an error."""
+    await send_ephemeral(interaction, f"⚠️ {message}")
 
 
 async def download_attachment(attachment: discord.Attachment, index: int) -> bytes:
@@ -174,7 +180,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             owner=self.bot.worker_id,
         )
         if admission.refusal is not None:
-            raise AvatarError(admission.refusal.message)
+            await refuse(interaction, admission.refusal.message)
+            return
         assert admission.job is not None
         await interaction.response.defer(thinking=True)
         await self._track(interaction, admission.job)
@@ -197,13 +204,17 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         name: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         attachments = [a for a in (photo1, photo2, photo3, photo4) if a is not None]
-        check_declared_attachments(attachments)
+        problem = declared_attachment_problem(attachments)
+        if problem is not None:
+            await refuse(interaction, problem)
+            return
         AvatarRequest.generate(name=name)  # validates the name before anything else
         requester = requester_of(interaction)
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:
-            raise AvatarError(refusal.message)
+            await refuse(interaction, refusal.message)
+            return
         if not await self.bot.store.has_consented(requester.user_id):
             view = ConsentView(self, requester, attachments, name)
             await interaction.response.send_message(

@@ -47,8 +47,8 @@ def enum_choices(enum: type[StrEnum]) -> list[app_commands.Choice[str]]:
 
 def safe(text: str, limit: int = 1024) -> str:
     """User text made inert: no markdown, no mentions, no invisible tricks, bounded."""
-    cleaned = discord.utils.escape_mentions(discord.utils.escape_markdown(text))
-    cleaned = "".join(c for c in cleaned if c.isprintable() or c == " ")
+    visible = "".join(c for c in text if c.isprintable() or c == " ")
+    cleaned = discord.utils.escape_mentions(discord.utils.escape_markdown(visible))
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,10 @@ from avatarbot.settings import Settings
 from bot import AvatarBot
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.photo_factory import exif_bytes
+
+# The dispatcher's idle poll must outlast SimCord's settle window (5 s), so that a
+# sleeping queue counts as parked; tests move time on with env.advance_time().
+QUEUE_POLL_SECONDS = 30.0
 
 # Shaped like a bot token, never a real one.
 DISCORD_TOKEN = "MTAwMDAwMDAwMDAwMDAwMDAw.GabCdE.simulated-discord-token-for-tests-0000"
@@ -45,13 +47,14 @@ class World:
         return self.guild.add_member(self.env.create_user(name))
 
 
-@asynccontextmanager
-async def running_bot(
-    fake: FakeAgentAI, database_url: str, *, worker_id: str = "test-worker", **options: object
-) -> AsyncIterator[tuple[simcord.Env, AvatarBot]]:
-    bot = AvatarBot(settings_for(fake, database_url), worker_id=worker_id)
-    async with simcord.run(bot, **options) as env:
-        yield env, bot
+def make_bot(fake: FakeAgentAI, database_url: str, *, worker_id: str = "test-worker") -> AvatarBot:
+    """The bot with SimCord's virtual clock, so ``env.advance_time`` moves cooldowns too."""
+    return AvatarBot(
+        settings_for(fake, database_url),
+        worker_id=worker_id,
+        queue_poll_seconds=QUEUE_POLL_SECONDS,
+        clock=discord.utils.utcnow,
+    )
 
 
 def sqlite_url(tmp_path: Path, name: str = "bot.db") -> str:

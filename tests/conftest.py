@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+import pytest_asyncio
+import simcord
 
 from avatar_api.client import AvatarClient, RetryPolicy
+from bot import AvatarBot
+from tests.bot_world import World, make_bot, populate, sqlite_url
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 
 FAST_RETRY = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05, max_retry_after=0.2)
@@ -37,3 +42,32 @@ async def avatar_client(
     return AvatarClient(
         TOKEN, base_url=fake_agent_ai.base_url, session=http_session, timeout=5, retry=FAST_RETRY
     )
+
+
+@pytest.fixture
+def simcord_bot(fake_agent_ai: FakeAgentAI, tmp_path: Path) -> AvatarBot:
+    """The real bot on a fresh SQLite file, pointed at the fake agent.ai (SimCord's hook)."""
+    return make_bot(fake_agent_ai, sqlite_url(tmp_path))
+
+
+@pytest_asyncio.fixture
+async def simcord_env(
+    simcord_bot: AvatarBot, request: pytest.FixtureRequest
+) -> AsyncIterator[simcord.Env]:
+    """SimCord's own fixture, plus closing what the bot owns (SimCord never calls close())."""
+    marker = request.node.get_closest_marker("simcord")
+    env = simcord.Env(simcord_bot, **(marker.kwargs if marker else {}))
+    await env.start()
+    try:
+        yield env
+    finally:
+        await simcord_bot.close_services()
+        await env.shutdown()
+        if env.check_errors:
+            env._raise_errors_since(env._errors_acknowledged)  # as SimCord's own fixture
+
+
+@pytest.fixture
+def world(simcord_env: simcord.Env, simcord_bot: AvatarBot, fake_agent_ai: FakeAgentAI) -> World:
+    """A server with a channel, a moderator and a member, and the bot running in it."""
+    return populate(simcord_env, simcord_bot, fake_agent_ai)

@@ -107,10 +107,13 @@ def make_jpeg(
     xmp: bytes | None = None,
     icc_profile: bytes | None = None,
     photo_like: bool = False,
+    noise: float = 12.0,
     quality: int = 90,
 ) -> bytes:
     """A JPEG whose stored pixels carry the marker; metadata only as asked."""
-    image = photo_like_image(width, height) if photo_like else marked_image(width, height)
+    image = (
+        photo_like_image(width, height, noise=noise) if photo_like else marked_image(width, height)
+    )
     params: dict[str, object] = {"quality": quality}
     if exif_orientation is not None or gps:
         params["exif"] = exif_bytes(orientation=exif_orientation, gps=gps)
@@ -189,8 +192,8 @@ def make_avif(width: int, height: int) -> bytes:
 
 
 def make_12mp_jpeg() -> bytes:
-    """4032×3024, the size of most phone photos (a few MB)."""
-    return make_jpeg(4032, 3024, photo_like=True, exif_orientation=6, gps=True)
+    """4032×3024 and about 3 MB, like most phone photos; rotated and geotagged."""
+    return make_jpeg(4032, 3024, photo_like=True, noise=30, exif_orientation=6, gps=True)
 
 
 def make_12mp_heic() -> bytes:

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import discord
 import pytest
 from PIL import Image
 
-from tests.bot_world import World, face_photo, populate, running_bot, sqlite_url
-from tests.fake_agent_ai import FakeAgentAI, Reply
+from tests.bot_world import World, face_photo
+from tests.fake_agent_ai import Reply
 from tests.photo_factory import make_jpeg, make_text
-
-
-@pytest.fixture
-async def world(fake_agent_ai: FakeAgentAI, tmp_path: Path) -> AsyncIterator[World]:
-    async with running_bot(fake_agent_ai, sqlite_url(tmp_path)) as (env, bot):
-        yield populate(env, bot, fake_agent_ai)
 
 
 async def consent(world: World, member=None) -> None:
@@ -36,14 +28,25 @@ async def test_synced_commands_have_the_contract_names_and_choices(world: World)
     assert set(avatar) == {"generate", "upload", "history", "quota", "forget"}
     generate = {o.name: o for o in avatar["generate"].options}
     assert list(generate) == [
-        "name", "age", "gender", "ethnicity", "orientation", "pose", "style", "appearance"
+        "name",
+        "age",
+        "gender",
+        "ethnicity",
+        "orientation",
+        "pose",
+        "style",
+        "appearance",
     ]
     assert not any(o.required for o in generate.values())
     assert [(c.name, c.value) for c in generate["age"].choices] == [
-        ("Young adult", "Young Adult"), ("Middle-aged", "Middle-Aged"), ("Senior", "Senior")
+        ("Young adult", "Young Adult"),
+        ("Middle-aged", "Middle-Aged"),
+        ("Senior", "Senior"),
     ]
     assert [(c.name, c.value) for c in generate["pose"].choices] == [
-        ("Half body", "half_body"), ("Close up", "close_up"), ("Full body", "full_body")
+        ("Half body", "half_body"),
+        ("Close up", "close_up"),
+        ("Full body", "full_body"),
     ]
     assert {c.value for c in generate["ethnicity"].choices} >= {"Middle Eastern", "Mixed"}
     assert generate["appearance"].max_length == 1000
@@ -58,8 +61,20 @@ async def test_synced_commands_have_the_contract_names_and_choices(world: World)
     admin = commands["avatar-admin"]
     assert admin.default_member_permissions == discord.Permissions(manage_guild=True)
     assert {o.name for o in admin.options} >= {
-        "show", "enable", "disable", "cooldown", "quota", "channels", "roles", "uploads",
-        "log-channel", "block", "unblock", "words", "usage", "reset-quota",
+        "show",
+        "enable",
+        "disable",
+        "cooldown",
+        "quota",
+        "channels",
+        "roles",
+        "uploads",
+        "log-channel",
+        "block",
+        "unblock",
+        "words",
+        "usage",
+        "reset-quota",
     }
 
 
@@ -80,7 +95,7 @@ async def test_generate_sends_every_option_and_shows_the_group_id(world: World) 
         appearance="short silver hair, green jacket",
     )
 
-    assert result.deferred
+    assert result.acknowledged
     assert not result.ephemeral
     assert world.fake.requests[0].body == {
         "source_type": "generate",
@@ -160,9 +175,10 @@ async def test_replies_never_ping_anyone(world: World) -> None:
 # --- /avatar upload ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fmt", "filename"), [
-    ("JPEG", "selfie.jpg"), ("PNG", "selfie.png"), ("HEIC", "IMG_0001.HEIC"), ("WEBP", "me.webp")
-])
+@pytest.mark.parametrize(
+    ("fmt", "filename"),
+    [("JPEG", "selfie.jpg"), ("PNG", "selfie.png"), ("HEIC", "IMG_0001.HEIC"), ("WEBP", "me.webp")],
+)
 async def test_upload_sends_clean_jpegs_without_gps(world: World, fmt: str, filename: str) -> None:
     await consent(world)
 
@@ -206,7 +222,8 @@ async def test_first_upload_asks_for_consent_once(world: World) -> None:
 
     await world.env.advance_time(60)
     again = await world.alice.slash(world.channel, "avatar upload", photo1=photo)
-    assert again.deferred
+    assert "photos are of you" not in (again.response.content or "")
+    assert "grp_000002" in again.response.embeds[0].fields[0].value
     assert world.fake.calls == 2
 
 

@@ -25,7 +25,10 @@ class Completed:
 
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> Completed:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "avatar_api", *args,
+        sys.executable,
+        "-m",
+        "avatar_api",
+        *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
@@ -45,18 +48,34 @@ async def test_generate_prints_one_json_object(
     fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
 ) -> None:
     done = await run_cli(
-        "generate", "--name", "Ada", "--age", "Middle-Aged", "--ethnicity", "Middle Eastern",
-        "--pose", "close_up", "--appearance", "red scarf", env=env, cwd=tmp_path,
+        "generate",
+        "--name",
+        "Ada",
+        "--age",
+        "Middle-Aged",
+        "--ethnicity",
+        "Middle Eastern",
+        "--pose",
+        "close_up",
+        "--appearance",
+        "red scarf",
+        env=env,
+        cwd=tmp_path,
     )
 
     assert done.code == 0, done.stderr
     assert json.loads(done.stdout) == {
-        "group_id": "grp_000001", "status": "pending", "action_status": 200,
+        "group_id": "grp_000001",
+        "status": "pending",
+        "action_status": 200,
         "source_type": "generate",
     }
     body = fake_agent_ai.requests[0].body
     assert (body["name"], body["age"], body["ethnicity"], body["pose"]) == (
-        "Ada", "Middle-Aged", "Middle Eastern", "close_up"
+        "Ada",
+        "Middle-Aged",
+        "Middle Eastern",
+        "close_up",
     )
     assert done.stderr == ""
 
@@ -74,7 +93,9 @@ async def test_missing_token_is_one_line_naming_the_variable(tmp_path: Path) -> 
 async def test_token_is_read_from_dotenv_but_real_env_wins(
     fake_agent_ai: FakeAgentAI, tmp_path: Path
 ) -> None:
-    (tmp_path / ".env").write_text(f"AGENT_AI_TOKEN={TOKEN}\nAGENT_AI_BASE_URL=http://127.0.0.1:9/v1\n")
+    (tmp_path / ".env").write_text(
+        f"AGENT_AI_TOKEN={TOKEN}\nAGENT_AI_BASE_URL=http://127.0.0.1:9/v1\n"
+    )
 
     done = await run_cli(
         "generate", env={"AGENT_AI_BASE_URL": fake_agent_ai.base_url}, cwd=tmp_path

@@ -80,7 +80,11 @@ async def test_omitted_options_take_the_api_defaults(
         "Unspecified",
         "Unspecified",
     )
-    assert (body["orientation"], body["pose"], body["style"]) == ("square", "half_body", "Realistic")
+    assert (body["orientation"], body["pose"], body["style"]) == (
+        "square",
+        "half_body",
+        "Realistic",
+    )
     assert "appearance" not in body
     assert "photos_json" not in body
 
@@ -238,7 +242,7 @@ async def test_nothing_listening_is_a_connection_error(http_session: aiohttp.Cli
     client = AvatarClient(
         TOKEN, base_url="http://127.0.0.1:9/v1", session=http_session, retry=FAST_RETRY
     )
-    with pytest.raises(APIConnectionError, match="could not reach agent.ai"):
+    with pytest.raises(APIConnectionError, match=r"could not reach agent\.ai"):
         await client.create_avatar(AvatarRequest.generate())
 
 
@@ -269,7 +273,7 @@ async def test_a_body_of_many_megabytes_is_refused(
 ) -> None:
     fake_agent_ai.script(Reply(kind="raw", raw=b'{"x": "' + b"a" * 5_000_000 + b'"}'))
 
-    with pytest.raises(UnexpectedResponseError, match="too large|larger than"):
+    with pytest.raises(UnexpectedResponseError, match=r"too large|larger than"):
         await avatar_client.create_avatar(AvatarRequest.generate())
 
 

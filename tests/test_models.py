@@ -36,7 +36,13 @@ SPEC_ENUMS = {
     Age: ["Young Adult", "Middle-Aged", "Senior"],
     Gender: ["Unspecified", "Male", "Female", "Non-Binary"],
     Ethnicity: [
-        "Unspecified", "Asian", "Black", "Caucasian", "Hispanic", "Middle Eastern", "Mixed"
+        "Unspecified",
+        "Asian",
+        "Black",
+        "Caucasian",
+        "Hispanic",
+        "Middle Eastern",
+        "Mixed",
     ],
     Orientation: ["square", "portrait", "landscape"],
     Pose: ["half_body", "close_up", "full_body"],
@@ -53,10 +59,14 @@ def test_defaults_are_the_api_defaults() -> None:
     request = AvatarRequest.generate()
     assert request.source_type is SourceType.GENERATE
     assert (request.age, request.gender, request.ethnicity) == (
-        Age.YOUNG_ADULT, Gender.UNSPECIFIED, Ethnicity.UNSPECIFIED
+        Age.YOUNG_ADULT,
+        Gender.UNSPECIFIED,
+        Ethnicity.UNSPECIFIED,
     )
     assert (request.orientation, request.pose, request.style) == (
-        Orientation.SQUARE, Pose.HALF_BODY, Style.REALISTIC
+        Orientation.SQUARE,
+        Pose.HALF_BODY,
+        Style.REALISTIC,
     )
     assert request.name == "My Avatar"
     assert request.output_variable_name == "avatar_result"
@@ -163,7 +173,9 @@ def test_retry_after_http_date_in_the_past_is_zero() -> None:
 
 
 def test_rate_limit_headers_tolerate_garbage() -> None:
-    info = RateLimitInfo.from_headers({"ratelimit-remaining": "many", "ratelimit-limit": "20, 20;w=60"})
+    info = RateLimitInfo.from_headers(
+        {"ratelimit-remaining": "many", "ratelimit-limit": "20, 20;w=60"}
+    )
     assert info.remaining is None
     assert info.limit == 20
 
@@ -179,3 +191,19 @@ def test_redaction_hides_bearer_tokens_and_long_base64() -> None:
     assert "abc.def-123" not in redacted
     assert "sk-live-1" not in redacted
     assert "QUJDQUJD" not in redacted
+
+
+@given(
+    st.lists(st.binary(max_size=200), min_size=1, max_size=4),
+    st.text(alphabet=string.ascii_letters + ' "\\é漢', min_size=1, max_size=40),
+)
+def test_to_body_is_exactly_the_json_of_the_payload(payloads: list[bytes], name: str) -> None:
+    photos = [Photo.from_bytes(JPEG + p) for p in payloads]
+    request = AvatarRequest.upload(photos, name=name)
+    assert json.loads(request.to_body()) == request.to_payload()
+    assert request.to_body() == json.dumps(request.to_payload(), ensure_ascii=False).encode()
+
+
+def test_generate_body_is_the_json_of_the_payload() -> None:
+    request = AvatarRequest.generate(appearance='say "hi"')
+    assert json.loads(request.to_body()) == request.to_payload()

@@ -1,0 +1,387 @@
+"""The fair queue's dispatcher: serves stored jobs within agent.ai's budget.
+
+One :class:`Dispatcher` runs per bot process. Several processes on one
+PostgreSQL database share the queue and the budget; the store decides who gets
+which job. Upload photos live only in this process's memory, and only until
+their job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from avatar_api import AvatarClient
+from avatar_api.exceptions import AvatarAPIError, RateLimitError
+from avatar_api.models import AvatarRequest, AvatarResult, Photo
+
+from .store.base import Budget, JobMode, JobRecord, JobState, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATE_LIMIT_PAUSE = 60.0
+LOW_REMAINING = 1
+PHOTO_GRACE_SECONDS = 5.0
+INTERNAL_ERROR = "InternalError"
+INTERNAL_ERROR_MESSAGE = "something went wrong inside the bot; please try again later"
+PHOTOS_LOST_KIND = "Interrupted"
+PHOTOS_LOST_MESSAGE = "the photos of this upload are no longer available; please upload again"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlace:
+    """A queued job's 1-based place in the global queue and when it should start."""
+
+    position: int
+    estimated_start: datetime
+
+
+class JobListener(Protocol):
+    """Tells requesters what happens to their jobs (the Discord side implements it)."""
+
+    async def job_started(self, job: JobRecord) -> None: ...
+
+    async def job_finished(self, job: JobRecord) -> bool:
+        """Tell the requester the outcome; True when they were told."""
+        ...
+
+    async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
+        """Places of this worker's queued jobs, by job id, whenever they change."""
+        ...
+
+
+def estimate_start(
+    position: int, budget: Budget, now: datetime, next_claim_at: datetime | None
+) -> datetime:
+    """When the job at ``position`` should start if the budget is the only limit."""
+    base = max(now, next_claim_at) if next_claim_at is not None else now
+    minutes_ahead = (position - 1) // budget.per_minute
+    return base + timedelta(minutes=minutes_ahead)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    state: JobState
+    group_id: str | None = None
+    avatar_status: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    pause_seconds: float | None = None
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        client: AvatarClient,
+        *,
+        worker_id: str,
+        budget: Budget = Budget(),  # noqa: B008 - frozen, so sharing the default is safe
+        listener: JobListener,
+        max_concurrency: int = 4,
+        poll_interval: float = 1.0,
+        heartbeat_interval: float = 10.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be at least 1")
+        self._store = store
+        self._client = client
+        self.worker_id = worker_id
+        self._budget = budget
+        self._listener = listener
+        self._max_concurrency = max_concurrency
+        self._poll_interval = poll_interval
+        self._heartbeat_interval = timedelta(seconds=heartbeat_interval)
+        self._clock = clock
+        self._photos: dict[int, tuple[Photo, ...]] = {}
+        self._photo_generation: dict[int, int] = {}
+        self._generations = itertools.count()
+        self._photo_arrived: dict[int, asyncio.Event] = {}
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        self._delivering: set[int] = set()
+        self._tick_lock = asyncio.Lock()
+        self._nudge: asyncio.Task[float] | None = None
+        self._sleeping = False
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_heartbeat: datetime | None = None
+        self._last_positions: dict[int, int] | None = None
+
+    # --- public API ---------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def held_photo_jobs(self) -> frozenset[int]:
+        """Jobs whose photos are in memory (for tests and diagnostics; never the bytes)."""
+        return frozenset(self._photos)
+
+    def attach_photos(self, job_id: int, photos: tuple[Photo, ...]) -> None:
+        """Keep an upload job's photos in memory until the job ends."""
+        self._photos[job_id] = tuple(photos)
+        self._photo_generation[job_id] = next(self._generations)
+        event = self._photo_arrived.pop(job_id, None)
+        if event is not None:
+            event.set()
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the queue now (call after an enqueue).
+
+        A short-lived tick of its own, rather than an event the loop waits on: the
+        loop's only idle wait is a plain sleep, which test harnesses that settle the
+        event loop (SimCord) recognise as parked.
+        """
+        if self._stopping or not self.running:
+            return
+        if self._nudge is None or self._nudge.done():
+            self._nudge = asyncio.create_task(self._guarded_tick(), name="dispatcher:wake")
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        now = self._clock()
+        await self._store.heartbeat(self.worker_id, now)
+        self._last_heartbeat = now
+        await self._recover_and_deliver(now)
+        self._task = asyncio.create_task(self._run(), name=f"dispatcher:{self.worker_id}")
+        log.info("dispatcher %s started", self.worker_id)
+
+    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 - the shutdown grace, not a call timeout
+        """Claim nothing more; let in-flight calls finish for up to ``timeout`` seconds.
+
+        Calls still running then are cancelled and their jobs left for :meth:`Store.recover`.
+        """
+        self._stopping = True
+        if self._task is not None:
+            if self._sleeping:
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._nudge is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._nudge
+        tasks = list(self._in_flight.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=max(0.0, timeout))
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("left %d running job(s) for recovery at shutdown", len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._photos.clear()
+        self._photo_generation.clear()
+        log.info("dispatcher %s stopped", self.worker_id)
+
+    # --- the loop -------------------------------------------------------------------
+    async def _run(self) -> None:
+        while not self._stopping:
+            delay = await self._guarded_tick()
+            if self._stopping:
+                return
+            self._sleeping = True
+            try:
+                await asyncio.sleep(delay)
+            finally:
+                self._sleeping = False
+
+    async def _guarded_tick(self) -> float:
+        """One tick at a time, whether from the loop or a :meth:`wake`; never raises."""
+        async with self._tick_lock:
+            try:
+                return await self._tick()
+            except Exception:
+                log.exception("dispatcher %s: loop step failed; retrying", self.worker_id)
+                return self._poll_interval
+
+    async def _tick(self) -> float:
+        """One round: upkeep, claim what the budget allows, report places; returns the wait."""
+        await self._upkeep()
+        while not self._stopping and len(self._in_flight) < self._max_concurrency:
+            job = await self._store.claim_next_job(self.worker_id, self._budget, self._clock())
+            if job is None:
+                break
+            self._spawn(job)
+        next_claim_at = await self._store.next_claim_at(self._budget, self._clock())
+        await self._report_positions(next_claim_at)
+        if len(self._in_flight) >= self._max_concurrency or next_claim_at is None:
+            return self._poll_interval
+        # Poll at least every poll_interval: the clock may be injected and jump.
+        until = (next_claim_at - self._clock()).total_seconds()
+        return min(self._poll_interval, max(0.0, until))
+
+    async def _upkeep(self) -> None:
+        now = self._clock()
+        if (
+            self._last_heartbeat is not None
+            and now - self._last_heartbeat < self._heartbeat_interval
+        ):
+            return
+        await self._store.heartbeat(self.worker_id, now)
+        self._last_heartbeat = now
+        await self._recover_and_deliver(now)
+        for job in await self._store.undelivered_jobs(self.worker_id):
+            if job.id not in self._in_flight:
+                await self._deliver(job)
+
+    async def _recover_and_deliver(self, now: datetime) -> None:
+        for job in await self._store.recover(self.worker_id, now):
+            await self._deliver(job)
+
+    # --- one job ----------------------------------------------------------------------
+    def _spawn(self, job: JobRecord) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job:{job.id}")
+        self._in_flight[job.id] = task
+
+    async def _run_job(self, job: JobRecord) -> None:
+        try:
+            if job.owner == self.worker_id:
+                await self._notify("job_started", self._listener.job_started(job))
+            outcome = await self._call(job)
+            if outcome.pause_seconds is not None:
+                until = self._clock() + timedelta(seconds=outcome.pause_seconds)
+                await self._store.pause_dispatch(until)
+                log.warning("agent.ai budget exhausted; pausing dispatch until %s", until)
+            record = await self._store.finish_job(
+                job.id,
+                outcome.state,
+                self._clock(),
+                group_id=outcome.group_id,
+                avatar_status=outcome.avatar_status,
+                error_kind=outcome.error_kind,
+                error_message=outcome.error_message,
+            )
+        except Exception:
+            # The job stays running in the store; recovery fails it later.
+            log.exception("job %d could not be recorded", job.id)
+            return
+        finally:
+            self._forget_photos(job.id)
+            self._in_flight.pop(job.id, None)
+            self.wake()
+        await self._deliver(record)
+
+    async def _call(self, job: JobRecord) -> _Outcome:
+        try:
+            photos = await self._photos_for(job)
+            if job.mode is JobMode.UPLOAD and not photos:
+                return _Outcome(
+                    JobState.FAILED, error_kind=PHOTOS_LOST_KIND, error_message=PHOTOS_LOST_MESSAGE
+                )
+            request = AvatarRequest.from_options(job.mode.value, job.options, photos)
+            result = await self._client.create_avatar(request)
+        except RateLimitError as error:
+            pause = error.retry_after if error.retry_after else DEFAULT_RATE_LIMIT_PAUSE
+            return _failed(error, pause_seconds=pause)
+        except AvatarAPIError as error:
+            log.info("job %d failed: %s", job.id, type(error).__name__)
+            return _failed(error)
+        except Exception:
+            log.exception("job %d failed unexpectedly", job.id)
+            return _Outcome(
+                JobState.FAILED, error_kind=INTERNAL_ERROR, error_message=INTERNAL_ERROR_MESSAGE
+            )
+        return _succeeded(result)
+
+    async def _photos_for(self, job: JobRecord) -> tuple[Photo, ...]:
+        if job.mode is not JobMode.UPLOAD:
+            return ()
+        if job.id not in self._photos:
+            # The job may be claimed between its enqueue and attach_photos.
+            event = self._photo_arrived.setdefault(job.id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=PHOTO_GRACE_SECONDS)
+            self._photo_arrived.pop(job.id, None)
+        return self._photos.get(job.id, ())
+
+    def _forget_photos(self, job_id: int) -> None:
+        self._photos.pop(job_id, None)
+        self._photo_generation.pop(job_id, None)
+
+    # --- telling requesters --------------------------------------------------------------
+    async def _deliver(self, job: JobRecord) -> None:
+        """Tell the requester of a final job we answer for, then mark it told."""
+        if job.owner != self.worker_id or job.id in self._delivering:
+            return  # another process answers for it (its undelivered_jobs will)
+        self._delivering.add(job.id)
+        try:
+            told = await self._notify("job_finished", self._listener.job_finished(job))
+            if told:
+                await self._store.mark_notified(job.id)
+        except Exception:
+            log.exception("job %d: could not record the delivery", job.id)
+        finally:
+            self._delivering.discard(job.id)
+
+    async def _report_positions(self, next_claim_at: datetime | None) -> None:
+        generation = next(self._generations)
+        places = await self._store.queue_positions(self.worker_id)
+        self._drop_orphan_photos(places, generation)
+        if places == self._last_positions:
+            return
+        self._last_positions = dict(places)
+        now = self._clock()
+        await self._notify(
+            "positions_changed",
+            self._listener.positions_changed(
+                {
+                    job_id: QueuePlace(
+                        place, estimate_start(place, self._budget, now, next_claim_at)
+                    )
+                    for job_id, place in places.items()
+                }
+            ),
+        )
+
+    def _drop_orphan_photos(self, queued: Mapping[int, int], generation: int) -> None:
+        """Photos of jobs that ended without running here (e.g. failed by recovery)."""
+        for job_id, attached in list(self._photo_generation.items()):
+            if attached < generation and job_id not in queued and job_id not in self._in_flight:
+                self._forget_photos(job_id)
+
+    async def _notify(self, what: str, call: Any) -> Any:
+        try:
+            return await call
+        except Exception:
+            log.exception("listener %s failed", what)
+            return None
+
+
+def _failed(error: AvatarAPIError, *, pause_seconds: float | None = None) -> _Outcome:
+    return _Outcome(
+        JobState.FAILED,
+        error_kind=type(error).__name__,
+        error_message=str(error),
+        pause_seconds=pause_seconds,
+    )
+
+
+def _succeeded(result: AvatarResult) -> _Outcome:
+    pause = None
+    limits = result.rate_limit
+    if limits.remaining is not None and limits.remaining <= LOW_REMAINING:
+        pause = limits.reset_after if limits.reset_after is not None else DEFAULT_RATE_LIMIT_PAUSE
+    return _Outcome(
+        JobState.SUCCEEDED,
+        group_id=result.group_id,
+        avatar_status=result.status,
+        pause_seconds=pause,
+    )

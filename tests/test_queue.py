@@ -1,0 +1,353 @@
+"""The dispatcher against the fake agent.ai on loopback, on both store backends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import timedelta
+
+import pytest
+
+from avatar_api.client import AvatarClient
+from avatar_api.models import Photo
+from avatarbot.queue import Dispatcher, QueuePlace
+from avatarbot.store import SqlStore
+from avatarbot.store.base import Budget, JobMode, JobRecord, JobState, Limits, NewJob
+from tests.fake_agent_ai import FakeAgentAI, Reply
+from tests.store_fixtures import Clock, clock, store, store_factory
+
+__all__ = ["clock", "store", "store_factory"]  # fixtures, imported for pytest
+
+GUILD = 2001
+NO_LIMITS = Limits(
+    user_daily_quota=0, guild_daily_quota=0, cooldown_seconds=0, max_active_per_user=0
+)
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+class RecordingListener:
+    def __init__(self, *, tell: bool = True) -> None:
+        self.tell = tell
+        self.started: list[int] = []
+        self.finished: list[JobRecord] = []
+        self.positions: list[dict[int, QueuePlace]] = []
+
+    async def job_started(self, job: JobRecord) -> None:
+        self.started.append(job.id)
+
+    async def job_finished(self, job: JobRecord) -> bool:
+        self.finished.append(job)
+        return self.tell
+
+    async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
+        self.positions.append(dict(positions))
+
+    def outcome(self, job_id: int) -> JobRecord:
+        return next(j for j in self.finished if j.id == job_id)
+
+
+async def eventually(predicate: Callable[[], bool | Awaitable[bool]], within: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        result = predicate()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+def job(
+    user_id: int, *, name: str | None = None, mode: JobMode = JobMode.GENERATE, owner: str = "w1"
+) -> NewJob:
+    return NewJob(
+        guild_id=GUILD,
+        channel_id=5,
+        user_id=user_id,
+        mode=mode,
+        options={
+            "name": name or f"u{user_id}",
+            **({"style": "Artistic"} if mode == "generate" else {}),
+        },
+        owner=owner,
+        photo_sizes=(len(PNG),) if mode is JobMode.UPLOAD else (),
+    )
+
+
+async def enqueue(
+    store: SqlStore, clock: Clock, new: NewJob, limits: Limits = NO_LIMITS
+) -> JobRecord:
+    result = await store.enqueue_job(new, limits, clock.now)
+    clock.advance(0.001)
+    assert result.job is not None
+    return result.job
+
+
+@pytest.fixture
+def listener() -> RecordingListener:
+    return RecordingListener()
+
+
+@pytest.fixture
+async def make_dispatcher(
+    store: SqlStore, avatar_client: AvatarClient, listener: RecordingListener, clock: Clock
+) -> AsyncIterator[Callable[..., Dispatcher]]:
+    made: list[Dispatcher] = []
+
+    def make(**kwargs: object) -> Dispatcher:
+        target = kwargs.pop("store", store)
+        options: dict[str, object] = {
+            "worker_id": "w1",
+            "listener": listener,
+            "poll_interval": 0.01,
+            "heartbeat_interval": 10.0,
+            "clock": clock,
+        } | kwargs
+        dispatcher = Dispatcher(target, avatar_client, **options)  # type: ignore[arg-type]
+        made.append(dispatcher)
+        return dispatcher
+
+    yield make
+    for dispatcher in made:
+        await dispatcher.stop(timeout=1)
+
+
+async def test_jobs_run_and_finish(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    dispatcher = make_dispatcher()
+    await dispatcher.start()
+    generate = await enqueue(store, clock, job(1, name="Ada"))
+    upload = await enqueue(store, clock, job(2, name="Bob", mode=JobMode.UPLOAD))
+    dispatcher.attach_photos(upload.id, (Photo.from_bytes(PNG),))
+    await eventually(lambda: len(listener.finished) == 2)
+
+    done = listener.outcome(generate.id)
+    assert done.state is JobState.SUCCEEDED
+    assert done.group_id
+    assert done.group_id.startswith("grp_")
+    assert done.avatar_status == "pending"
+    assert set(listener.started) == {generate.id, upload.id}
+    bodies = {r.body["name"]: r for r in fake_agent_ai.requests}
+    assert bodies["Ada"].body["source_type"] == "generate"
+    assert bodies["Ada"].body["style"] == "Artistic"
+    assert bodies["Bob"].body["source_type"] == "upload"
+    assert bodies["Bob"].photo_bytes() == [PNG]
+    assert dispatcher.held_photo_jobs == frozenset()
+    await eventually(lambda: _all_notified(store, [generate.id, upload.id]))
+
+
+async def _all_notified(store: SqlStore, ids: list[int]) -> bool:
+    records = [await store.get_job(i) for i in ids]
+    return all(r is not None and r.notified for r in records)
+
+
+async def test_failure_refunds_quota(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    limits = Limits(user_daily_quota=1, guild_daily_quota=1, cooldown_seconds=0)
+    fake_agent_ai.script(Reply(status=400, body={"status": 400, "response": {"error": "bad"}}))
+    failed = await enqueue(store, clock, job(1), limits)
+    await make_dispatcher().start()
+    await eventually(lambda: len(listener.finished) == 1)
+    outcome = listener.outcome(failed.id)
+    assert (outcome.state, outcome.error_kind) == (JobState.FAILED, "BadRequestError")
+    assert "agent.ai rejected the request" in (outcome.error_message or "")
+    status = await store.quota_status(GUILD, 1, limits, clock.now)
+    assert (status.user_used, status.guild_used) == (0, 0)
+    assert (await store.enqueue_job(job(1), limits, clock.now)).job is not None
+
+
+async def test_rate_limit_pauses_dispatch(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    too_many = Reply(status=429, body={"error": "slow down"}, headers={"Retry-After": "30"})
+    fake_agent_ai.script(too_many, too_many, too_many)  # the first try and both retries
+    first = await enqueue(store, clock, job(1))
+    second = await enqueue(store, clock, job(2))
+    await make_dispatcher(max_concurrency=1).start()
+    await eventually(lambda: len(listener.finished) == 1)
+    assert listener.outcome(first.id).error_kind == "RateLimitError"
+    paused_at = clock.now
+    await asyncio.sleep(0.1)
+    still = await store.get_job(second.id)
+    assert still is not None
+    assert still.state is JobState.QUEUED
+    assert await store.next_claim_at(Budget(), clock.now) == paused_at + timedelta(seconds=30)
+    clock.advance(30)
+    await eventually(lambda: len(listener.finished) == 2)
+    assert listener.outcome(second.id).state is JobState.SUCCEEDED
+
+
+async def test_low_remaining_budget_pauses_until_reset(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    fake_agent_ai.script(
+        Reply(
+            body={"status": 200, "response": {"group_id": "grp_last", "status": "pending"}},
+            headers={"ratelimit-remaining": "0", "ratelimit-reset": "45"},
+        )
+    )
+    first = await enqueue(store, clock, job(1))
+    second = await enqueue(store, clock, job(2))
+    await make_dispatcher(max_concurrency=1).start()
+    await eventually(lambda: len(listener.finished) == 1)
+    assert listener.outcome(first.id).group_id == "grp_last"
+    await asyncio.sleep(0.1)
+    assert fake_agent_ai.calls == 1
+    clock.advance(45)
+    await eventually(lambda: len(listener.finished) == 2)
+    assert listener.outcome(second.id).state is JobState.SUCCEEDED
+
+
+async def test_unexpected_error_is_an_internal_error_and_the_loop_goes_on(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = NewJob(GUILD, 5, 1, JobMode.GENERATE, {"name": 5}, "w1")  # type: ignore[dict-item]
+    bad = await enqueue(store, clock, broken)
+    good = await enqueue(store, clock, job(2))
+    await make_dispatcher().start()
+    await eventually(lambda: len(listener.finished) == 2)
+    assert listener.outcome(bad.id).error_kind == "InternalError"
+    assert listener.outcome(good.id).state is JobState.SUCCEEDED
+    assert any(r.exc_info for r in caplog.records if "unexpectedly" in r.getMessage())
+
+
+async def test_fair_order_end_to_end(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    for n in range(3):
+        await enqueue(store, clock, job(1, name=f"heavy{n}"))
+    await enqueue(store, clock, job(2, name="b"))
+    await enqueue(store, clock, job(3, name="c"))
+    await make_dispatcher(max_concurrency=1).start()
+    await eventually(lambda: len(listener.finished) == 5)
+    assert [r.body["name"] for r in fake_agent_ai.requests] == [
+        "heavy0",
+        "b",
+        "c",
+        "heavy1",
+        "heavy2",
+    ]
+
+
+async def test_positions_are_reported(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    jobs = [await enqueue(store, clock, job(u)) for u in (1, 2, 3)]
+    start = clock.now
+    await make_dispatcher(budget=Budget(per_minute=1, per_day=100)).start()
+    await eventually(lambda: len(listener.finished) == 1)
+    await eventually(lambda: any(len(p) == 2 for p in listener.positions))
+    places = next(p for p in listener.positions if len(p) == 2)
+    assert places == {
+        jobs[1].id: QueuePlace(1, start + timedelta(seconds=60)),
+        jobs[2].id: QueuePlace(2, start + timedelta(seconds=120)),
+    }
+    clock.advance(60)
+    await eventually(lambda: len(listener.finished) == 2)
+    expected = {jobs[2].id: QueuePlace(1, clock.now + timedelta(seconds=60))}
+    await eventually(lambda: listener.positions[-1] == expected)
+
+
+async def test_stop_and_restart_recovers(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    fake_agent_ai.script(Reply(kind="hang"))
+    running = await enqueue(store, clock, job(1))
+    upload = await enqueue(store, clock, job(2, mode=JobMode.UPLOAD))
+    queued = await enqueue(store, clock, job(3))
+    first = make_dispatcher(max_concurrency=1)
+    first.attach_photos(upload.id, (Photo.from_bytes(PNG),))
+    await first.start()
+    await eventually(lambda: fake_agent_ai.calls == 1)
+    await first.stop(timeout=0.05)
+    assert first.held_photo_jobs == frozenset()
+    interrupted = await store.get_job(running.id)
+    assert interrupted is not None
+    assert interrupted.state is JobState.RUNNING
+
+    clock.advance(60)
+    second_listener = RecordingListener()
+    second = make_dispatcher(worker_id="w2", listener=second_listener)
+    await second.start()
+    await eventually(lambda: len(second_listener.finished) == 3)
+    assert second_listener.outcome(running.id).error_kind == "Interrupted"
+    assert second_listener.outcome(upload.id).error_kind == "Interrupted"
+    assert second_listener.outcome(queued.id).state is JobState.SUCCEEDED
+    assert listener.finished == []
+    await eventually(lambda: _all_notified(store, [running.id, upload.id, queued.id]))
+
+
+async def test_jobs_finished_elsewhere_are_delivered_by_their_owner(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    mine = await enqueue(store, clock, job(1, owner="w1"))
+    await store.heartbeat("w1", clock.now)
+    claimed = await store.claim_next_job("other", Budget(), clock.now)
+    assert claimed is not None
+    assert claimed.id == mine.id
+    await store.finish_job(mine.id, JobState.SUCCEEDED, clock.now, group_id="grp_x")
+    await make_dispatcher().start()
+    clock.advance(11)  # the next heartbeat round delivers
+    await eventually(lambda: len(listener.finished) == 1)
+    assert listener.finished[0].group_id == "grp_x"
+    await eventually(lambda: _all_notified(store, [mine.id]))
+    assert fake_agent_ai.calls == 0
+
+
+async def test_wake_serves_a_new_job_without_waiting_for_the_poll(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    dispatcher = make_dispatcher(poll_interval=3600)
+    await dispatcher.start()
+    await asyncio.sleep(0.05)  # the loop is now asleep for an hour
+    queued = await enqueue(store, clock, job(1))
+    dispatcher.wake()
+    await eventually(lambda: len(listener.finished) == 1)
+    assert listener.finished[0].id == queued.id
+    await dispatcher.stop(timeout=1)
+    assert not dispatcher.running
