@@ -22,20 +22,22 @@ import aiohttp
 import discord
 from discord.ext import commands
 
-from avatar_api import AvatarClient
+from avatar_api import AvatarClient, RetryPolicy
+from avatar_api.client import DEFAULT_TIMEOUT
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
 from avatarbot.queue import Dispatcher
 from avatarbot.service import AvatarService, utc_now
 from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, open_store
-from avatarbot.store.base import Store
+from avatarbot.store.base import Budget, Store
 
 log = logging.getLogger(__name__)
 
 INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin")
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
+DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token
 
 
 class AvatarBot(commands.Bot):
@@ -55,6 +57,9 @@ class AvatarBot(commands.Bot):
         worker_id: str | None = None,
         queue_poll_seconds: float = QUEUE_POLL_SECONDS,
         clock: Callable[[], datetime] = utc_now,
+        budget: Budget = DEFAULT_BUDGET,
+        api_timeout: float = DEFAULT_TIMEOUT,
+        api_retry: RetryPolicy | None = None,
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels, roles and permissions; nothing else is needed
@@ -70,6 +75,9 @@ class AvatarBot(commands.Bot):
         self.job_relay = JobRelay()
         self.queue_poll_seconds = queue_poll_seconds
         self.clock = clock
+        self.budget = budget
+        self.api_timeout = api_timeout
+        self.api_retry = api_retry
 
     async def setup_hook(self) -> None:
         self.http_session = aiohttp.ClientSession()
@@ -77,6 +85,8 @@ class AvatarBot(commands.Bot):
             self.settings.agent_ai_token,
             base_url=self.settings.agent_ai_base_url,
             session=self.http_session,
+            timeout=self.api_timeout,
+            retry=self.api_retry,
         )
         self.store = await open_store(self.settings.database_url)
         self.service = AvatarService(self.store, clock=self.clock)
@@ -85,6 +95,7 @@ class AvatarBot(commands.Bot):
             self.avatar_client,
             worker_id=self.worker_id,
             listener=self.job_relay,
+            budget=self.budget,
             poll_interval=self.queue_poll_seconds,
             clock=self.clock,
         )

@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     upload = commands.add_parser("upload", help=f"create an avatar from 1-{MAX_PHOTOS} photos")
     upload.add_argument("photos", nargs="+", metavar="PHOTO", type=Path, help="JPEG/PNG/HEIC/WebP")
     upload.add_argument("--name", help='display name (default "My Avatar")')
+    upload.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="send even photos the face/sharpness/exposure/duplicate checks would refuse",
+    )
     return parser
 
 
@@ -103,6 +108,7 @@ async def build_request(args: argparse.Namespace) -> AvatarRequest:
             appearance=args.appearance,
         )
     from .photos import PhotoLimits, prepare_photos
+    from .preflight import preflight_photos_async
 
     limits = PhotoLimits()
     if len(args.photos) > limits.max_photos:
@@ -111,6 +117,14 @@ async def build_request(args: argparse.Namespace) -> AvatarRequest:
         read_photo_file(path, index, limits.max_bytes) for index, path in enumerate(args.photos, 1)
     ]
     photos = await prepare_photos(blobs, limits=limits)
+    if not args.no_preflight:
+        report = await preflight_photos_async(photos)
+        if not report.ok:
+            problems = " | ".join(problem.message for problem in report.problems)
+            raise PhotoError(
+                f"HeyGen would likely reject these photos (nothing was sent): {problems} "
+                "(--no-preflight sends them anyway)"
+            )
     return AvatarRequest.upload(photos, name=args.name)
 
 

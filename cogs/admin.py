@@ -8,7 +8,6 @@ by a server, and Discord may serve stale ones).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ from avatar_api.preflight import Check
 from avatarbot.policy import normalize_blocked_words
 from avatarbot.store.base import GuildSettings
 
-from .avatar import AvatarError, reply_to_error
+from .errors import AvatarError, reply_to_error
 from .ui import NO_MENTIONS, WORKING, choice_label, safe
 
 if TYPE_CHECKING:
@@ -274,7 +273,7 @@ class AdminCog(
     async def usage(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         settings = await self._settings(interaction)
-        stats = await self.store.usage_stats(interaction.guild_id, datetime.now(UTC))
+        stats = await self.store.usage_stats(interaction.guild_id, self.bot.clock())
         embed = discord.Embed(title="Avatar Bot usage", colour=WORKING)
         embed.add_field(
             name="Today (UTC)",
@@ -300,7 +299,7 @@ class AdminCog(
     @app_commands.command(name="reset-quota", description="Give a member their daily quota back")
     async def reset_quota(self, interaction: discord.Interaction, user: discord.User) -> None:
         assert interaction.guild_id is not None
-        await self.store.reset_user_quota(interaction.guild_id, user.id, datetime.now(UTC))
+        await self.store.reset_user_quota(interaction.guild_id, user.id, self.bot.clock())
         await interaction.response.send_message(
             f"✅ {user.mention}'s quota for today is reset.",
             ephemeral=True,

@@ -8,9 +8,8 @@ live in :mod:`avatarbot.policy` and :mod:`avatarbot.service`.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -24,6 +23,7 @@ from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
+from .errors import refuse, reply_to_error, report_unexpected
 from .ui import (
     NO_MENTIONS,
     WORKING,
@@ -50,14 +50,6 @@ CONSENT_TEXT = (
     "has agreed** to this.\n"
     "Photos are never stored by this bot; they are held in memory only while they are sent."
 )
-
-
-class AvatarError(app_commands.AppCommandError):
-    """A refusal decided in a command body, shown to the member as is."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def requester_of(interaction: discord.Interaction) -> Requester:
@@ -90,15 +82,8 @@ def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> st
             )
         declared = (attachment.content_type or "").lower()
         if declared.startswith(NOT_IMAGE_TYPES):
-            return (
-                f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
-            )
+            return f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
     return None
-
-
-async def refuse(interaction: discord.Interaction, message: str) -> None:
-    """An expected refusal: an ephemeral reply, not an error."""
-    await send_ephemeral(interaction, f"⚠️ {message}")
 
 
 async def download_attachment(attachment: discord.Attachment, index: int) -> bytes:
@@ -243,7 +228,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             _quota_line("You", status.user_used, status.user_limit),
             _quota_line("This server", status.guild_used, status.guild_limit),
         ]
-        if status.cooldown_until and status.cooldown_until > datetime.now(UTC):
+        if status.cooldown_until and status.cooldown_until > self.bot.clock():
             lines.append(
                 f"Next request possible {discord.utils.format_dt(status.cooldown_until, 'R')}."
             )
@@ -330,7 +315,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         for job_id, place in positions.items():
             interaction = self._live_interaction(job_id)
             if interaction is not None:
-                eta = (place.estimated_start - datetime.now(UTC)).total_seconds()
+                eta = (place.estimated_start - self.bot.clock()).total_seconds()
                 await self._edit(interaction, content=progress_text(job_id, place.position, eta))
 
     async def job_finished(self, job: JobRecord) -> bool:
@@ -424,51 +409,6 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
         await reply_to_error(interaction, error)
-
-
-async def reply_to_error(
-    interaction: discord.Interaction, error: app_commands.AppCommandError
-) -> None:
-    """Every error becomes one ephemeral message; unexpected ones get an id to quote."""
-    original = getattr(error, "original", error)
-    if isinstance(original, AvatarError):
-        message = f"⚠️ {original.message}"
-    elif isinstance(original, ValidationError):
-        message = f"⚠️ {safe(str(original))}"
-    elif isinstance(error, app_commands.CommandOnCooldown):
-        message = f"⏳ Slow down: try again in {error.retry_after:.0f} s."
-    elif isinstance(error, app_commands.MissingPermissions):
-        message = "🔒 You need the **Manage Server** permission for this command."
-    elif isinstance(error, app_commands.NoPrivateMessage):
-        message = "Avatar Bot works inside servers only."
-    elif isinstance(error, app_commands.CheckFailure):
-        message = "🔒 You cannot use this command here."
-    else:
-        await report_unexpected(interaction, original)
-        return
-    await send_ephemeral(interaction, message)
-
-
-async def report_unexpected(interaction: discord.Interaction, error: BaseException) -> None:
-    """Log the trace under a short id and give the member only that id."""
-    error_id = uuid.uuid4().hex[:8]
-    log.error("interaction failed (error id %s)", error_id, exc_info=error)
-    await send_ephemeral(
-        interaction,
-        f"Something went wrong on our side. Quote error id `{error_id}` to a server admin.",
-    )
-
-
-async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
-            await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
-    except discord.HTTPException as error:
-        log.info("could not send an error reply: %s", error)
 
 
 class ConsentView(discord.ui.View):

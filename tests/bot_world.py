@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import discord
@@ -42,6 +42,7 @@ class World:
     channel: simcord.ChannelHandle
     alice: simcord.MemberActor
     admin: simcord.MemberActor
+    extra_bots: list[AvatarBot] = field(default_factory=list)
 
     def member(self, name: str) -> simcord.MemberActor:
         return self.guild.add_member(self.env.create_user(name))
@@ -87,3 +88,14 @@ def face_photo(fmt: str, *, gps: bool = True) -> bytes:
     else:
         image.save(buffer, fmt)
     return buffer.getvalue()
+
+
+async def restart(world: World) -> AvatarBot:
+    """Stop the bot and start a new process's worth of bot on the same database."""
+    old = world.bot
+    await old.close_services()
+    new = make_bot(world.fake, old.settings.database_url, worker_id=f"{old.worker_id}+")
+    await world.env.restart_bot(new)
+    world.bot = new
+    world.extra_bots.append(new)
+    return new

@@ -67,7 +67,12 @@ async def simcord_env(
             env._raise_errors_since(env._errors_acknowledged)  # as SimCord's own fixture
 
 
-@pytest.fixture
-def world(simcord_env: simcord.Env, simcord_bot: AvatarBot, fake_agent_ai: FakeAgentAI) -> World:
+@pytest_asyncio.fixture
+async def world(
+    simcord_env: simcord.Env, simcord_bot: AvatarBot, fake_agent_ai: FakeAgentAI
+) -> AsyncIterator[World]:
     """A server with a channel, a moderator and a member, and the bot running in it."""
-    return populate(simcord_env, simcord_bot, fake_agent_ai)
+    world = populate(simcord_env, simcord_bot, fake_agent_ai)
+    yield world
+    for bot in world.extra_bots:
+        await bot.close_services()

@@ -179,3 +179,42 @@ async def test_a_missing_file_is_a_usage_error(env: dict[str, str], tmp_path: Pa
     done = await run_cli("upload", str(tmp_path / "nope.jpg"), env=env, cwd=tmp_path)
     assert done.code == 2
     assert "cannot read" in done.stderr
+
+
+async def test_upload_sends_a_prepared_face_photo(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.bot_world import face_photo
+
+    photo = tmp_path / "IMG_0001.HEIC"
+    photo.write_bytes(face_photo("HEIC"))
+
+    done = await run_cli("upload", str(photo), "--name", "Me", env=env, cwd=tmp_path)
+
+    assert done.code == 0, done.stderr
+    assert json.loads(done.stdout)["source_type"] == "upload"
+    (sent,) = fake_agent_ai.requests[0].photo_bytes()
+    assert sent.startswith(b"\xff\xd8\xff")
+    assert b"Exif" not in sent
+
+
+async def test_upload_prints_every_preflight_problem_on_one_line(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.photo_factory import make_jpeg
+
+    for name in ("a.jpg", "b.jpg"):
+        (tmp_path / name).write_bytes(make_jpeg(800, 800))
+
+    done = await run_cli("upload", "a.jpg", "b.jpg", env=env, cwd=tmp_path)
+
+    assert done.code == 3
+    assert done.stderr.count("\n") == 1
+    assert "photo 1" in done.stderr.lower()
+    assert "photo 2" in done.stderr.lower()
+    assert "nothing was sent" in done.stderr
+    assert fake_agent_ai.calls == 0
+
+    forced = await run_cli("upload", "a.jpg", "--no-preflight", env=env, cwd=tmp_path)
+    assert forced.code == 0, forced.stderr
+    assert fake_agent_ai.calls == 1

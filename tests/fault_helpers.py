@@ -1,0 +1,59 @@
+"""Shared helpers for the fault suites: fast agent.ai client settings and "others are served"."""
+
+from __future__ import annotations
+
+import aiohttp
+import simcord
+
+from avatar_api.client import RetryPolicy
+from avatarbot.policy import Requester
+from avatarbot.store.base import JobRecord, QuotaStatus
+from tests.bot_world import World
+
+MAX_RETRIES = 2
+ATTEMPTS = 1 + MAX_RETRIES
+FAST_TIMEOUT_SECONDS = 0.3
+FAST_RETRY = RetryPolicy(
+    max_retries=MAX_RETRIES, initial_delay=0.01, max_delay=0.02, max_retry_after=0.05
+)
+
+
+def make_api_fast(world: World, timeout: float = FAST_TIMEOUT_SECONDS) -> None:
+    """Shrink the bot's agent.ai timeout and back-off (both are read per request)."""
+    client = world.bot.avatar_client
+    client._timeout = aiohttp.ClientTimeout(total=timeout)
+    client._retry = FAST_RETRY
+
+
+def requester(world: World, member: simcord.MemberActor) -> Requester:
+    return Requester(user_id=member.id, guild_id=world.guild.id, channel_id=world.channel.id)
+
+
+async def quota_of(world: World, member: simcord.MemberActor) -> QuotaStatus:
+    return await world.bot.service.quota(requester(world, member))
+
+
+async def only_job_of(world: World, member: simcord.MemberActor) -> JobRecord:
+    (job,) = await world.bot.store.recent_jobs(member.id, world.guild.id)
+    return job
+
+
+def fields_of(message: simcord.results.ResponseMessage | object) -> dict[str, str]:
+    embed = message.embeds[0]  # type: ignore[attr-defined]
+    return {f.name: f.value for f in embed.fields}
+
+
+async def assert_another_member_is_served(
+    world: World, name: str = "bystander", *, wait_seconds: float = 0.0
+) -> None:
+    """A member untouched by the fault gets an avatar (after ``wait_seconds`` of virtual time)."""
+    member = world.member(name)
+    calls_before = world.fake.calls
+    result = await member.slash(world.channel, "avatar generate", name="Still here")
+    if wait_seconds:
+        await world.env.advance_time(wait_seconds)
+    assert result.response is not None, "the bystander got no reply"
+    assert result.response.embeds, f"no result yet: {result.response.content!r}"
+    assert "grp_" in fields_of(result.response)["Group ID"]
+    assert world.fake.calls == calls_before + 1
+    assert world.fake.requests[-1].body["name"] == "Still here"
