@@ -40,6 +40,10 @@ QUEUE_POLL_SECONDS = 5.0
 DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token
 
 
+# The bot never joins voice: no warnings about voice libraries at start-up.
+discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+
+
 class AvatarBot(commands.Bot):
     """The bot. Build it with :class:`Settings`; everything else is made in :meth:`setup_hook`."""
 
@@ -163,6 +167,8 @@ def main() -> int:
         )
     except discord.PrivilegedIntentsRequired:
         return _fail("Discord refused the bot's intents; check the bot's settings in the portal")
+    except aiohttp.ClientConnectionError:
+        return _fail("could not reach Discord; check the machine's network connection")
     except StoreConfigError as error:
         return _fail(f"DATABASE_URL: {error}")
     except KeyboardInterrupt:

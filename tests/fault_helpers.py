@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
+import discord
 import simcord
 
 from avatar_api.client import RetryPolicy
@@ -38,9 +39,8 @@ async def only_job_of(world: World, member: simcord.MemberActor) -> JobRecord:
     return job
 
 
-def fields_of(message: simcord.results.ResponseMessage | object) -> dict[str, str]:
-    embed = message.embeds[0]  # type: ignore[attr-defined]
-    return {f.name: f.value for f in embed.fields}
+def fields_of(message: simcord.ResponseMessage | discord.Message) -> dict[str, str]:
+    return {str(f.name): str(f.value) for f in message.embeds[0].fields}
 
 
 async def assert_another_member_is_served(

@@ -1,0 +1,170 @@
+"""agent.ai misbehaving, through the real bot: every error ends in one ephemeral explanation,
+a failed job in the store, the quota given back, and only the retries the policy allows.
+
+After each fault another member's ``/avatar generate`` succeeds: one failure never stalls
+the queue. The client's timeout and back-off are shrunk (see ``make_api_fast``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from avatarbot.store.base import JobState
+from tests.bot_world import World
+from tests.fake_agent_ai import Reply
+from tests.fault_helpers import (
+    ATTEMPTS,
+    assert_another_member_is_served,
+    make_api_fast,
+    only_job_of,
+    quota_of,
+)
+
+MANY_MEGABYTES = 5 * 1024 * 1024
+DEFAULT_PAUSE_SECONDS = 60  # the dispatcher's pause after a 429 without Retry-After
+QUOTA_NOTE = "did not count against your quota"
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted misbehaviour and everything the bot should make of it."""
+
+    reply: Reply
+    error_kind: str
+    fragment: str
+    calls: int
+    pause_seconds: float = 0.0
+
+
+def status(code: int, **headers: str) -> Reply:
+    return Reply(status=code, body={"error": f"scripted {code}"}, headers=headers)
+
+
+FAULTS: dict[str, Fault] = {
+    "http-400": Fault(status(400), "BadRequestError", "rejected the request", 1),
+    "http-401": Fault(status(401), "AuthenticationError", "token was rejected", 1),
+    "http-403": Fault(status(403), "PermissionDeniedError", "may not use this action", 1),
+    "http-404": Fault(status(404), "NotFoundError", "AGENT_AI_BASE_URL", 1),
+    "http-408": Fault(status(408), "APIStatusError", "went wrong", ATTEMPTS),
+    "http-409": Fault(status(409), "APIStatusError", "went wrong", 1),
+    "http-422": Fault(status(422), "BadRequestError", "rejected the request", 1),
+    "http-429-retry-after": Fault(
+        status(429, **{"Retry-After": "7"}), "RateLimitError", "rate limit", ATTEMPTS, 7
+    ),
+    "http-429-bare": Fault(
+        status(429), "RateLimitError", "rate limit", ATTEMPTS, DEFAULT_PAUSE_SECONDS
+    ),
+    "http-500": Fault(status(500), "ServerError", "failed on their side", ATTEMPTS),
+    "http-502": Fault(status(502), "ServerError", "failed on their side", ATTEMPTS),
+    "http-503": Fault(status(503), "ServerError", "failed on their side", ATTEMPTS),
+    "http-504": Fault(status(504), "ServerError", "failed on their side", ATTEMPTS),
+    "never-answers": Fault(Reply(kind="hang"), "APITimeoutError", "did not answer in time", 3),
+    "reset-mid-body": Fault(Reply(kind="reset"), "APIConnectionError", "could not reach", 3),
+    "html-200": Fault(
+        Reply(kind="raw", raw=b"<html><body>Bad gateway</body></html>"),
+        "UnexpectedResponseError",
+        "does not understand",
+        1,
+    ),
+    "truncated-200": Fault(
+        Reply(kind="raw", raw=b'{"status": 200, "response": {"avatar_result": {"gro'),
+        "UnexpectedResponseError",
+        "does not understand",
+        1,
+    ),
+    "many-megabytes": Fault(
+        Reply(
+            kind="raw",
+            raw=b'{"status": 200, "response": {"pad": "' + b"x" * MANY_MEGABYTES + b'"}}',
+        ),
+        "UnexpectedResponseError",
+        "does not understand",
+        1,
+    ),
+    "action-500-in-200": Fault(
+        Reply(body={"status": 500, "response": {"error": "HeyGen is down"}}),
+        "ServerError",
+        "failed on their side",
+        ATTEMPTS,
+    ),
+    "action-422-in-200": Fault(
+        Reply(body={"status": 422, "response": {"error": "appearance not allowed"}}),
+        "BadRequestError",
+        "rejected the request",
+        1,
+    ),
+    "action-403-in-200": Fault(
+        Reply(body={"status": 403, "response": {"error": "out of credits"}}),
+        "PermissionDeniedError",
+        "may not use this action",
+        1,
+    ),
+}
+
+
+@pytest.fixture
+def fast_world(world: World) -> World:
+    make_api_fast(world)
+    return world
+
+
+@pytest.mark.parametrize("fault", list(FAULTS.values()), ids=list(FAULTS))
+async def test_agent_ai_fault_is_explained_refunded_and_not_repeated(
+    fast_world: World, fault: Fault
+) -> None:
+    world = fast_world
+    world.fake.script(*[fault.reply] * fault.calls)
+
+    result = await world.alice.slash(world.channel, "avatar generate", name="Faulty")
+
+    assert result.response is None  # the public "thinking" message is gone
+    failure = result.followups[-1]
+    assert failure.ephemeral
+    text = failure.embeds[0].description or ""
+    assert fault.fragment in text
+    assert QUOTA_NOTE in text
+    assert "Traceback" not in text
+    assert world.fake.calls == fault.calls  # only the retries the policy allows
+
+    job = await only_job_of(world, world.alice)
+    assert job.state is JobState.FAILED
+    assert job.error_kind == fault.error_kind
+    assert job.notified
+    status_now = await quota_of(world, world.alice)
+    assert (status_now.user_used, status_now.guild_used) == (0, 0)
+
+    await assert_another_member_is_served(world, wait_seconds=fault.pause_seconds + 1)
+
+
+async def test_a_429_pauses_the_queue_for_its_retry_after(fast_world: World) -> None:
+    world = fast_world
+    world.fake.script(*[status(429, **{"Retry-After": "40"})] * ATTEMPTS)
+    await world.alice.slash(world.channel, "avatar generate")
+    bob = world.member("bob")
+
+    waiting = await bob.slash(world.channel, "avatar generate")
+
+    assert world.fake.calls == ATTEMPTS  # nothing sent while agent.ai asked us to wait
+    assert "in line" in waiting.response.content
+    await world.env.advance_time(30)
+    assert world.fake.calls == ATTEMPTS
+    await world.env.advance_time(15)
+    assert world.fake.calls == ATTEMPTS + 1
+    assert waiting.response.embeds
+
+
+async def test_a_fault_then_recovery_is_not_retried_for_the_failed_member(
+    fast_world: World,
+) -> None:
+    world = fast_world
+    world.fake.script(status(503), status(503))  # the third attempt gets the real answer
+
+    result = await world.alice.slash(world.channel, "avatar generate")
+
+    assert world.fake.calls == ATTEMPTS
+    assert "grp_" in result.response.embeds[0].fields[0].value
+    job = await only_job_of(world, world.alice)
+    assert job.state is JobState.SUCCEEDED
+    assert (await quota_of(world, world.alice)).user_used == 1
