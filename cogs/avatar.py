@@ -7,6 +7,7 @@ live in :mod:`avatarbot.policy` and :mod:`avatarbot.service`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -29,6 +30,7 @@ from .ui import (
     WORKING,
     enum_choices,
     log_embed,
+    preflight_refusal,
     progress_text,
     result_embed,
     safe,
@@ -107,7 +109,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
         self._waiting: dict[int, discord.Interaction] = {}
-        self._logged: set[int] = set()
+        self._shown_place: dict[int, int] = {}
+        self._logged: set[int] = set()  # logged, but the member not told yet
+        self._place_edits: dict[int, asyncio.Task[None]] = {}
 
     async def cog_load(self) -> None:
         self.bot.job_relay.target = self
@@ -257,12 +261,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
     ) -> None:
         """Download, prepare and preflight the photos, then queue the job (already acknowledged)."""
         try:
-            photos = await self._checked_photos(requester, attachments)
+            photos = await self._download_and_prepare(attachments)
         except ValidationError as error:
             await self._edit(interaction, content=f"⚠️ {safe(str(error))}")
             return
-        if isinstance(photos, str):
-            await self._edit(interaction, content=photos)
+        settings = await self.bot.store.get_guild_settings(requester.guild_id)
+        report = await preflight_photos_async(
+            photos, PreflightConfig.from_disabled(settings.disabled_checks)
+        )
+        if not report.ok:
+            await self._edit(interaction, content=preflight_refusal(report))
             return
         request = AvatarRequest.upload(photos, name=name)
         admission = await self.bot.service.submit(
@@ -279,52 +287,64 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         self.bot.dispatcher.attach_photos(admission.job.id, photos)
         await self._track(interaction, admission.job)
 
-    async def _checked_photos(
-        self, requester: Requester, attachments: Sequence[discord.Attachment]
-    ) -> tuple[Photo, ...] | str:
-        """Prepared photos, or the preflight's message listing every problem at once."""
+    async def _download_and_prepare(
+        self, attachments: Sequence[discord.Attachment]
+    ) -> tuple[Photo, ...]:
         blobs = [await download_attachment(a, i) for i, a in enumerate(attachments, 1)]
-        photos = await prepare_photos(blobs, limits=PHOTO_LIMITS)
-        del blobs
-        settings = await self.bot.store.get_guild_settings(requester.guild_id)
-        report = await preflight_photos_async(
-            photos, PreflightConfig.from_disabled(settings.disabled_checks)
-        )
-        if report.ok:
-            return photos
-        problems = "\n".join(f"• {safe(p.message, 400)}" for p in report.problems)
-        return (
-            "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
-            f"nothing was counted:\n{problems}"
-        )
+        return await prepare_photos(blobs, limits=PHOTO_LIMITS)
 
     # --- telling the member (the dispatcher's listener) --------------------------
 
     async def _track(self, interaction: discord.Interaction, job: JobRecord) -> None:
         self._waiting[job.id] = interaction
         position = await self.bot.store.queue_position(job.id)
+        if position is not None:
+            self._shown_place[job.id] = position
         await self._edit(interaction, content=progress_text(job.id, position, None))
         self.bot.dispatcher.wake()
 
     async def job_started(self, job: JobRecord) -> None:
+        await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         if interaction is not None:
             await self._edit(interaction, content=progress_text(job.id, None, None))
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
+        """Edit only the places that moved, without holding up the dispatcher."""
         for job_id, place in positions.items():
             interaction = self._live_interaction(job_id)
-            if interaction is not None:
-                eta = (place.estimated_start - self.bot.clock()).total_seconds()
-                await self._edit(interaction, content=progress_text(job_id, place.position, eta))
+            pending = self._place_edits.get(job_id)
+            if interaction is None or (pending is not None and not pending.done()):
+                continue
+            if self._shown_place.get(job_id) == place.position:
+                continue
+            self._shown_place[job_id] = place.position
+            eta = (place.estimated_start - self.bot.clock()).total_seconds()
+            content = progress_text(job_id, place.position, eta)
+            self._place_edits[job_id] = asyncio.create_task(
+                self._edit(interaction, content=content)
+            )
+
+    async def _finish_place_edit(self, job_id: int) -> None:
+        """Let a queued-place edit land first, so it never overwrites a later state."""
+        self._shown_place.pop(job_id, None)
+        pending = self._place_edits.pop(job_id, None)
+        if pending is not None:
+            await pending
 
     async def job_finished(self, job: JobRecord) -> bool:
-        await self._post_log_entry(job)
+        if job.id not in self._logged:
+            self._logged.add(job.id)
+            await self._post_log_entry(job)
+        await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         self._waiting.pop(job.id, None)
-        if interaction is not None and await self._reply_in_interaction(interaction, job):
-            return True
-        return await self._tell_elsewhere(job)
+        told = (
+            interaction is not None and await self._reply_in_interaction(interaction, job)
+        ) or await self._tell_elsewhere(job)
+        if told:
+            self._logged.discard(job.id)
+        return told
 
     def _live_interaction(self, job_id: int) -> discord.Interaction | None:
         interaction = self._waiting.get(job_id)
@@ -382,9 +402,6 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return False
 
     async def _post_log_entry(self, job: JobRecord) -> None:
-        if job.id in self._logged:
-            return
-        self._logged.add(job.id)
         settings = await self.bot.store.get_guild_settings(job.guild_id)
         if settings.log_channel_id is None:
             return

@@ -13,6 +13,7 @@ from enum import StrEnum
 import discord
 from discord import app_commands
 
+from avatar_api.preflight import PreflightReport
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
 SUCCESS = discord.Colour.green()
@@ -83,6 +84,15 @@ def progress_text(job_id: int, position: int | None, eta_seconds: float | None) 
         return f"⏳ Creating your avatar… (job #{job_id})"
     eta = f" — about {_human_seconds(eta_seconds)}" if eta_seconds and eta_seconds > 1 else ""
     return f"⏳ You are #{position} in line{eta} (job #{job_id})."
+
+
+def preflight_refusal(report: PreflightReport) -> str:
+    """Every problem of every photo, in one message."""
+    problems = "\n".join(f"• {safe(p.message, 400)}" for p in report.problems)
+    return (
+        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+        f"nothing was counted:\n{problems}"
+    )
 
 
 def log_embed(job: JobRecord) -> discord.Embed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 import discord
 import simcord
@@ -24,6 +26,23 @@ def make_api_fast(world: World, timeout: float = FAST_TIMEOUT_SECONDS) -> None:
     client = world.bot.avatar_client
     client._timeout = aiohttp.ClientTimeout(total=timeout)
     client._retry = FAST_RETRY
+
+
+def declare_agent_ai_calls_external(world: World) -> None:
+    """Declare each agent.ai attempt an external input (SimCord's ``external_wait``).
+
+    A call that never answers otherwise blocks settlement, and with it the virtual
+    timer that would end it; declared, its timeout fires on ``env.advance_time``.
+    """
+    client = world.bot.avatar_client
+    attempt = client._attempt
+
+    async def external_attempt(body: bytes, output_variable_name: str) -> Any:
+        return await world.env.external_wait(
+            attempt(body, output_variable_name), reason="agent.ai over loopback"
+        )
+
+    client._attempt = external_attempt  # type: ignore[method-assign]
 
 
 def requester(world: World, member: simcord.MemberActor) -> Requester:

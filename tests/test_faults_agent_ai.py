@@ -14,9 +14,12 @@ import pytest
 from avatarbot.store.base import JobState
 from tests.bot_world import World
 from tests.fake_agent_ai import Reply
+from tests.bot_world import QUEUE_POLL_SECONDS
 from tests.fault_helpers import (
     ATTEMPTS,
+    FAST_TIMEOUT_SECONDS,
     assert_another_member_is_served,
+    declare_agent_ai_calls_external,
     make_api_fast,
     only_job_of,
     quota_of,
@@ -60,7 +63,6 @@ FAULTS: dict[str, Fault] = {
     "http-502": Fault(status(502), "ServerError", "failed on their side", ATTEMPTS),
     "http-503": Fault(status(503), "ServerError", "failed on their side", ATTEMPTS),
     "http-504": Fault(status(504), "ServerError", "failed on their side", ATTEMPTS),
-    "never-answers": Fault(Reply(kind="hang"), "APITimeoutError", "did not answer in time", 3),
     "reset-mid-body": Fault(Reply(kind="reset"), "APIConnectionError", "could not reach", 3),
     "html-200": Fault(
         Reply(kind="raw", raw=b"<html><body>Bad gateway</body></html>"),
@@ -135,7 +137,31 @@ async def test_agent_ai_fault_is_explained_refunded_and_not_repeated(
     status_now = await quota_of(world, world.alice)
     assert (status_now.user_used, status_now.guild_used) == (0, 0)
 
-    await assert_another_member_is_served(world, wait_seconds=fault.pause_seconds + 1)
+    # A job queued during a pause starts at the dispatcher's next poll after the pause.
+    wait = max(fault.pause_seconds, QUEUE_POLL_SECONDS) + 1 if fault.pause_seconds else 0
+    await assert_another_member_is_served(world, wait_seconds=wait)
+
+
+async def test_an_answer_that_never_comes_times_out_each_attempt(fast_world: World) -> None:
+    """The client's timeout is a timer: SimCord fires it when told that the (loopback) agent.ai
+    call is external input, so virtual time moves past it without waiting in real time."""
+    world = fast_world
+    declare_agent_ai_calls_external(world)
+    world.fake.script(*[Reply(kind="hang")] * ATTEMPTS)
+
+    result = await world.alice.slash(world.channel, "avatar generate")
+    await world.env.advance_time(ATTEMPTS * (FAST_TIMEOUT_SECONDS + 0.1) + 1)
+
+    assert result.response is None
+    text = result.followups[-1].embeds[0].description or ""
+    assert result.followups[-1].ephemeral
+    assert "did not answer in time" in text
+    assert QUOTA_NOTE in text
+    assert world.fake.calls == ATTEMPTS
+    job = await only_job_of(world, world.alice)
+    assert (job.state, job.error_kind) == (JobState.FAILED, "APITimeoutError")
+    assert (await quota_of(world, world.alice)).user_used == 0
+    await assert_another_member_is_served(world, wait_seconds=1)
 
 
 async def test_a_429_pauses_the_queue_for_its_retry_after(fast_world: World) -> None:
