@@ -1,0 +1,141 @@
+"""Admission on a real SQLite store: policy, words and atomic quota, refusals recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from avatarbot.policy import RefusalReason, Requester
+from avatarbot.service import AvatarService
+from avatarbot.store import open_store
+from avatarbot.store.base import JobMode, JobState, Store
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await open_store(f"sqlite:///{tmp_path / 'service.db'}")
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(store: Store, clock: Clock) -> AvatarService:
+    return AvatarService(store, clock=clock)
+
+
+def member(user_id: int = 1, guild_id: int = 10) -> Requester:
+    return Requester(user_id=user_id, guild_id=guild_id, channel_id=100)
+
+
+async def test_an_accepted_request_is_a_queued_job(service: AvatarService) -> None:
+    admission = await service.submit(member(), JobMode.GENERATE, {"name": "A"}, owner="w1")
+
+    assert admission.refusal is None
+    assert admission.job is not None
+    assert admission.job.state is JobState.QUEUED
+    assert admission.job.options == {"name": "A"}
+    assert admission.job.owner == "w1"
+
+
+async def test_a_refusal_is_recorded_without_the_offending_text(
+    service: AvatarService, store: Store
+) -> None:
+    await store.update_guild_settings(10, blocked_words=("rude",))
+
+    admission = await service.submit(
+        member(), JobMode.GENERATE, {"name": "so rude", "age": "Senior"}, owner="w1"
+    )
+
+    assert admission.refusal is not None
+    assert admission.refusal.reason is RefusalReason.BLOCKED_WORD
+    (record,) = await store.recent_jobs(1, 10)
+    assert record.state is JobState.REFUSED
+    assert record.refusal == "blocked_word"
+    assert "name" not in record.options
+    assert record.options == {"age": "Senior"}
+
+
+async def test_cooldown_then_quota_then_reset(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    await store.update_guild_settings(10, cooldown_seconds=60, user_daily_quota=2)
+
+    first = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert first.job is not None
+    await store.finish_job(first.job.id, JobState.SUCCEEDED, clock.now, group_id="g1")
+    cooling = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert cooling.refusal is not None
+    assert cooling.refusal.reason is RefusalReason.COOLDOWN
+
+    clock.now += timedelta(seconds=61)
+    second = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert second.job is not None
+    await store.finish_job(second.job.id, JobState.SUCCEEDED, clock.now, group_id="g2")
+    clock.now += timedelta(seconds=61)
+    spent = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert spent.refusal is not None
+    assert spent.refusal.reason is RefusalReason.USER_DAILY
+
+    await store.reset_user_quota(10, 1, clock.now)
+    clock.now += timedelta(seconds=1)
+    assert (await service.submit(member(), JobMode.GENERATE, {}, owner="w")).job is not None
+    status = await service.quota(member())
+    assert (status.user_used, status.user_limit) == (1, 2)
+
+
+async def test_a_failed_job_gives_its_quota_back(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    await store.update_guild_settings(10, cooldown_seconds=0, user_daily_quota=1)
+    admission = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert admission.job is not None
+
+    await store.finish_job(admission.job.id, JobState.FAILED, clock.now, error_kind="ServerError")
+
+    assert (await service.quota(member())).user_used == 0
+    assert (await service.submit(member(), JobMode.GENERATE, {}, owner="w")).job is not None
+
+
+async def test_concurrent_requests_never_share_the_last_slot(
+    service: AvatarService, store: Store
+) -> None:
+    await store.update_guild_settings(10, cooldown_seconds=0, guild_daily_quota=1)
+
+    admissions = await asyncio.gather(
+        *(service.submit(member(user_id=u), JobMode.GENERATE, {}, owner="w") for u in range(20))
+    )
+
+    accepted = [a for a in admissions if a.job is not None]
+    assert len(accepted) == 1
+    assert all(a.refusal.reason is RefusalReason.GUILD_DAILY for a in admissions if a.refusal)
+
+
+async def test_settings_changed_between_check_and_submit_are_honoured(
+    service: AvatarService, store: Store
+) -> None:
+    assert await service.check(member(), JobMode.UPLOAD, {}) is None
+    await store.update_guild_settings(10, uploads_allowed=False)
+
+    admission = await service.submit(member(), JobMode.UPLOAD, {}, owner="w", photo_sizes=(10,))
+
+    assert admission.refusal is not None
+    assert admission.refusal.reason is RefusalReason.UPLOADS_OFF
