@@ -122,6 +122,9 @@ def check_words(settings: GuildSettings, texts: Mapping[str, str | None]) -> Ref
     return None
 
 
+_DROPPED_CATEGORIES = frozenset({"Cf", "Cc", "Mn"})
+
+
 def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
     """The first blocked word found in ``text``, compared after :func:`normalize`."""
     haystack = normalize(text)
@@ -136,12 +139,16 @@ def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
 def normalize(text: str) -> str:
     """Fold the tricks used to slip a word past a filter.
 
-    NFKC folds full-width and styled letters, casefold folds case, and format
-    characters (zero-width spaces and joiners, bidi overrides) are dropped.
+    NFKD folds full-width and styled letters and splits accented letters into
+    letter and marks; casefold folds case; combining marks, format characters
+    (zero-width spaces and joiners, bidi overrides) and controls are dropped.
+    Decomposing first matters: NFKC would fuse "a" + U+0301 into "á", and that
+    mark would survive. NFC at the end recomposes what is left (Hangul, Indic
+    vowel signs), so the result is stable: ``normalize(normalize(t)) == normalize(t)``.
     """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    kept = "".join(c for c in folded if unicodedata.category(c) not in {"Cf", "Cc", "Mn"})
-    return " ".join(kept.split())
+    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
+    kept = "".join(c for c in folded if unicodedata.category(c) not in _DROPPED_CATEGORIES)
+    return " ".join(unicodedata.normalize("NFC", kept).split())
 
 
 def normalize_blocked_words(words: str) -> tuple[str, ...]:

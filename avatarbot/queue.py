@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from avatar_api import AvatarClient
 from avatar_api.exceptions import AvatarAPIError, RateLimitError
@@ -24,6 +24,7 @@ from avatar_api.models import AvatarRequest, AvatarResult, Photo
 from .store.base import Budget, JobMode, JobRecord, JobState, Store
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_RATE_LIMIT_PAUSE = 60.0
 LOW_REMAINING = 1
@@ -32,6 +33,8 @@ INTERNAL_ERROR = "InternalError"
 INTERNAL_ERROR_MESSAGE = "something went wrong inside the bot; please try again later"
 PHOTOS_LOST_KIND = "Interrupted"
 PHOTOS_LOST_MESSAGE = "the photos of this upload are no longer available; please upload again"
+# Waits between attempts to record an outcome while the database is unreachable (~2 min).
+STORE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0)
 
 
 def utc_now() -> datetime:
@@ -240,11 +243,11 @@ class Dispatcher:
         await self._recover_and_deliver(now)
         for job in await self._store.undelivered_jobs(self.worker_id):
             if job.id not in self._in_flight:
-                await self._deliver(job)
+                await self.deliver(job)
 
     async def _recover_and_deliver(self, now: datetime) -> None:
         for job in await self._store.recover(self.worker_id, now):
-            await self._deliver(job)
+            await self.deliver(job)
 
     # --- one job ----------------------------------------------------------------------
     def _spawn(self, job: JobRecord) -> None:
@@ -256,18 +259,8 @@ class Dispatcher:
             if job.owner == self.worker_id:
                 await self._notify("job_started", self._listener.job_started(job))
             outcome = await self._call(job)
-            if outcome.pause_seconds is not None:
-                until = self._clock() + timedelta(seconds=outcome.pause_seconds)
-                await self._store.pause_dispatch(until)
-                log.warning("agent.ai budget exhausted; pausing dispatch until %s", until)
-            record = await self._store.finish_job(
-                job.id,
-                outcome.state,
-                self._clock(),
-                group_id=outcome.group_id,
-                avatar_status=outcome.avatar_status,
-                error_kind=outcome.error_kind,
-                error_message=outcome.error_message,
+            record = await _retrying_store_errors(
+                f"job {job.id}: recording its outcome", lambda: self._record(job, outcome)
             )
         except Exception:
             # The job stays running in the store; recovery fails it later.
@@ -277,7 +270,22 @@ class Dispatcher:
             self._forget_photos(job.id)
             self._in_flight.pop(job.id, None)
             self.wake()
-        await self._deliver(record)
+        await self.deliver(record)
+
+    async def _record(self, job: JobRecord, outcome: _Outcome) -> JobRecord:
+        if outcome.pause_seconds is not None:
+            until = self._clock() + timedelta(seconds=outcome.pause_seconds)
+            await self._store.pause_dispatch(until)
+            log.warning("agent.ai budget exhausted; pausing dispatch until %s", until)
+        return await self._store.finish_job(
+            job.id,
+            outcome.state,
+            self._clock(),
+            group_id=outcome.group_id,
+            avatar_status=outcome.avatar_status,
+            error_kind=outcome.error_kind,
+            error_message=outcome.error_message,
+        )
 
     async def _call(self, job: JobRecord) -> _Outcome:
         try:
@@ -317,7 +325,7 @@ class Dispatcher:
         self._photo_generation.pop(job_id, None)
 
     # --- telling requesters --------------------------------------------------------------
-    async def _deliver(self, job: JobRecord) -> None:
+    async def deliver(self, job: JobRecord) -> None:
         """Tell the requester of a final job we answer for, then mark it told."""
         if job.owner != self.worker_id or job.id in self._delivering:
             return  # another process answers for it (its undelivered_jobs will)
@@ -325,7 +333,10 @@ class Dispatcher:
         try:
             told = await self._notify("job_finished", self._listener.job_finished(job))
             if told:
-                await self._store.mark_notified(job.id)
+                await _retrying_store_errors(
+                    f"job {job.id}: recording its delivery",
+                    lambda: self._store.mark_notified(job.id),
+                )
         except Exception:
             log.exception("job %d: could not record the delivery", job.id)
         finally:
@@ -363,6 +374,24 @@ class Dispatcher:
         except Exception:
             log.exception("listener %s failed", what)
             return None
+
+
+async def _retrying_store_errors(what: str, step: Callable[[], Awaitable[_T]]) -> _T:
+    """Run one store step, retrying while the database is unreachable (bounded).
+
+    Used once agent.ai has answered or the requester was told: giving up at the first
+    error would lose a group id (the job stays running while its worker lives) or tell
+    the requester twice.
+    """
+    for delay in STORE_RETRY_DELAYS:
+        try:
+            return await step()
+        except (LookupError, ValueError):
+            raise  # a wrong call, not an unreachable database
+        except Exception as error:
+            log.warning("%s failed (%s); retrying in %.1f s", what, type(error).__name__, delay)
+        await asyncio.sleep(delay)
+    return await step()
 
 
 def _failed(error: AvatarAPIError, *, pause_seconds: float | None = None) -> _Outcome:

@@ -83,7 +83,11 @@ def _agent_ai_token(value: str) -> str:
 
 def _base_url(value: str) -> str:
     url = value.strip() or DEFAULT_BASE_URL
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed or out-of-range port
+    except ValueError:
+        raise SettingsError("AGENT_AI_BASE_URL", "is not an http(s) URL") from None
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise SettingsError("AGENT_AI_BASE_URL", "is not an http(s) URL")
     return url.rstrip("/")
@@ -100,7 +104,7 @@ def _guild_id(value: str) -> int | None:
     value = value.strip()
     if not value:
         return None
-    if not value.isdigit() or not 0 < int(value) < 2**64:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 2**64:
         raise SettingsError("DISCORD_DEV_GUILD_ID", "is not a server id")
     return int(value)
 

@@ -250,6 +250,18 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             ephemeral=True,
         )
 
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot left (or was removed from) a server: its queued jobs must not spend credits."""
+        failed = await self.bot.store.fail_queued_jobs(
+            guild.id,
+            self.bot.clock(),
+            error_kind="ServerLeft",
+            error_message="the bot is no longer in this server",
+        )
+        for job in failed:
+            await self.bot.dispatcher.deliver(job)
+
     # --- the upload pipeline ----------------------------------------------------
 
     async def process_upload(

@@ -127,6 +127,8 @@ _FAILURES = {
     "APIConnectionError": "The bot could not reach agent.ai. Try again in a few minutes.",
     "UnexpectedResponseError": "agent.ai answered in a way the bot does not understand. "
     "Try again later; if it keeps happening, tell a server admin.",
+    "ServerLeft": "The bot was removed from the server before your avatar was made. Nothing "
+    "was sent to agent.ai.",
     "Interrupted": "The bot restarted while your avatar was in progress. It was not sent twice; "
     "please run the command again.",
 }
@@ -136,6 +138,11 @@ def failure_text(job: JobRecord) -> str:
     kind = job.error_kind or ""
     if kind == "BadRequestError":
         text = f"agent.ai rejected the request: {safe(job.error_message or 'no reason given', 300)}"
+    elif kind == "APIStatusError":
+        text = (
+            f"{safe(job.error_message or 'agent.ai answered with an error', 300)}. "
+            "Try again in a few minutes; if it keeps happening, tell a server admin."
+        )
     else:
         text = _FAILURES.get(
             kind,

@@ -91,9 +91,9 @@ def log_haystacks(source: str, lines: Iterable[str]) -> Iterator[Haystack]:
 # --- SimCord -----------------------------------------------------------------------
 
 
-def discord_haystacks(env: simcord.Env, results: Iterable[simcord.InteractionResult] = ()) -> list[
-    Haystack
-]:
+def discord_haystacks(
+    env: simcord.Env, results: Iterable[simcord.InteractionResult] = ()
+) -> list[Haystack]:
     """Every message SimCord holds (all channels, threads and DMs), every REST body the bot
     sent (including edits and deleted messages), and the given interaction results."""
     found: list[Haystack] = []
@@ -109,6 +109,12 @@ def discord_haystacks(env: simcord.Env, results: Iterable[simcord.InteractionRes
         found.append(
             text(f"REST request {number} {request.method} {request.path}", (request.json, request))
         )
+    return found + result_haystacks(results)
+
+
+def result_haystacks(results: Iterable[simcord.InteractionResult]) -> list[Haystack]:
+    """What the member saw of each interaction: the response and the follow-ups."""
+    found: list[Haystack] = []
     for number, result in enumerate(results, 1):
         for message in [result.response, *result.followups]:
             if message is not None:

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import pytest
 
 from avatarbot.store.base import JobState
-from tests.bot_world import World
+from tests.bot_world import QUEUE_POLL_SECONDS, World
 from tests.fake_agent_ai import Reply
-from tests.bot_world import QUEUE_POLL_SECONDS
 from tests.fault_helpers import (
     ATTEMPTS,
     FAST_TIMEOUT_SECONDS,
@@ -50,8 +49,8 @@ FAULTS: dict[str, Fault] = {
     "http-401": Fault(status(401), "AuthenticationError", "token was rejected", 1),
     "http-403": Fault(status(403), "PermissionDeniedError", "may not use this action", 1),
     "http-404": Fault(status(404), "NotFoundError", "AGENT_AI_BASE_URL", 1),
-    "http-408": Fault(status(408), "APIStatusError", "went wrong", ATTEMPTS),
-    "http-409": Fault(status(409), "APIStatusError", "went wrong", 1),
+    "http-408": Fault(status(408), "APIStatusError", "answered with an error (HTTP 408)", ATTEMPTS),
+    "http-409": Fault(status(409), "APIStatusError", "answered with an error (HTTP 409)", 1),
     "http-422": Fault(status(422), "BadRequestError", "rejected the request", 1),
     "http-429-retry-after": Fault(
         status(429, **{"Retry-After": "7"}), "RateLimitError", "rate limit", ATTEMPTS, 7

@@ -63,7 +63,8 @@ async def test_an_outcome_after_the_interaction_expired_comes_as_a_dm(world: Wor
     job = await only_job_of(world, world.alice)
     assert (job.state, job.notified) == (JobState.SUCCEEDED, True)
     (dm,) = dms_of(world.alice)
-    assert job.group_id is not None and job.group_id in fields_of(dm)["Group ID"]
+    assert job.group_id is not None
+    assert job.group_id in fields_of(dm)["Group ID"]
     assert world.fake.calls == 1
     await assert_another_member_is_served(world)
 
@@ -79,9 +80,12 @@ async def test_expired_with_dms_closed_a_success_is_posted_in_the_channel(world:
     assert (job.state, job.notified) == (JobState.SUCCEEDED, True)
     assert dms_of(world.alice) == []
     posted = world.channel.last_message
-    assert posted is not None and str(world.alice.id) in posted.content
-    assert job.group_id is not None and job.group_id in fields_of(posted)["Group ID"]
-    assert not posted.mention_everyone and posted.role_mentions == []
+    assert posted is not None
+    assert str(world.alice.id) in posted.content
+    assert job.group_id is not None
+    assert job.group_id in fields_of(posted)["Group ID"]
+    assert not posted.mention_everyone
+    assert posted.role_mentions == []
     await assert_another_member_is_served(world)
 
 
@@ -96,8 +100,10 @@ async def test_expired_with_dms_closed_a_failure_is_not_shown_publicly(world: Wo
     job = await only_job_of(world, world.alice)
     assert (job.state, job.notified) == (JobState.FAILED, True)
     posted = world.channel.last_message
-    assert posted is not None and "/avatar history" in posted.content
-    assert posted.embeds == [] and "private reason" not in posted.content
+    assert posted is not None
+    assert "/avatar history" in posted.content
+    assert posted.embeds == []
+    assert "private reason" not in posted.content
     assert (await quota_of(world, world.alice)).user_used == 0
     await assert_another_member_is_served(world)
 
@@ -114,7 +120,8 @@ async def test_edits_failing_with_5xx_still_tell_the_member_by_dm(world: World) 
     job = await only_job_of(world, world.alice)
     assert (job.state, job.notified) == (JobState.SUCCEEDED, True)
     (dm,) = dms_of(world.alice)
-    assert job.group_id is not None and job.group_id in fields_of(dm)["Group ID"]
+    assert job.group_id is not None
+    assert job.group_id in fields_of(dm)["Group ID"]
     assert world.fake.calls == 1
     discord_recovers(world)
     await assert_another_member_is_served(world)
@@ -232,7 +239,9 @@ async def test_jobs_of_a_server_the_bot_left_end_and_others_are_served(world: Wo
 
     for member in (world.alice, bob):
         job = await only_job_of(world, member)
-        assert job.state.is_final, job
+        assert job.state is JobState.FAILED, job
+        assert job.error_kind == "ServerLeft"
+    assert world.fake.calls == 0, "no credits spent for a server the bot left"
     result = await carol.slash(other_channel, "avatar generate", name="Elsewhere")
     assert "grp_" in fields_of(result.response)["Group ID"]
     assert world.fake.requests[-1].body["name"] == "Elsewhere"

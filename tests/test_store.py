@@ -679,3 +679,25 @@ async def test_usage_stats(store: SqlStore, clock: Clock) -> None:
     assert (stats.jobs_7d, stats.succeeded_7d, stats.failed_7d) == (6, 3, 1)
     assert stats.top_members_7d == ((1, 3), (2, 2), (3, 1))
     assert stats.guild_used_today == 4
+
+
+# --- leaving a server -----------------------------------------------------------------
+async def test_fail_queued_jobs_ends_only_that_servers_waiting_jobs(
+    store: SqlStore, clock: Clock
+) -> None:
+    running = await enqueue(store, clock, new_job(1))
+    (claimed,) = [j for j in await claim_all(store, clock) if j.id == running.id]
+    waiting = await enqueue(store, clock, new_job(2))
+    elsewhere = await enqueue(store, clock, new_job(3, OTHER_GUILD))
+
+    failed = await store.fail_queued_jobs(
+        GUILD, clock.now, error_kind="ServerLeft", error_message="left"
+    )
+
+    assert [j.id for j in failed] == [waiting.id]
+    assert failed[0].state is JobState.FAILED
+    assert failed[0].error_kind == "ServerLeft"
+    assert not failed[0].notified
+    assert (await store.get_job(claimed.id)).state is JobState.RUNNING
+    assert (await store.get_job(elsewhere.id)).state is JobState.QUEUED
+    assert await store.fail_queued_jobs(GUILD, clock.now, error_kind="x", error_message="y") == []

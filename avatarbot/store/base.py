@@ -249,6 +249,12 @@ class Store(Protocol):
         """
         ...
 
+    async def fail_queued_jobs(
+        self, guild_id: int, now: datetime, *, error_kind: str, error_message: str
+    ) -> list[JobRecord]:
+        """Fail a server's queued jobs (the bot left it); calls under way finish as usual."""
+        ...
+
     async def heartbeat(self, worker: str, now: datetime) -> None:
         """Say that ``worker`` is alive; :meth:`recover` treats silent workers as dead."""
         ...

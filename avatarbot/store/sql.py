@@ -333,6 +333,39 @@ class SqlStore:
             log.warning("job %d was already %s; outcome %s ignored", job_id, record.state, state)
         return record
 
+    async def fail_queued_jobs(
+        self, guild_id: int, now: datetime, *, error_kind: str, error_message: str
+    ) -> list[JobRecord]:
+        async with self._transaction(write=True) as conn:
+            waiting = (
+                (
+                    await conn.execute(
+                        select(jobs.c.id).where(
+                            jobs.c.guild_id == guild_id, jobs.c.state == JobState.QUEUED.value
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if not waiting:
+                return []
+            await conn.execute(
+                update(jobs)
+                .where(jobs.c.id.in_(waiting), jobs.c.state == JobState.QUEUED.value)
+                .values(
+                    state=JobState.FAILED.value,
+                    finished_at=now,
+                    error_kind=error_kind,
+                    error_message=_clip(error_message),
+                    notified=False,
+                )
+            )
+            result = await conn.execute(select(jobs).where(jobs.c.id.in_(waiting)))
+            failed = [job_from_row(row) for row in result]
+        log.info("failed %d queued jobs of guild %d: %s", len(failed), guild_id, error_kind)
+        return failed
+
     async def heartbeat(self, worker: str, now: datetime) -> None:
         async with self._transaction(write=True) as conn:
             stmt = self._insert(workers).values(worker_id=worker, last_seen=now)
