@@ -24,7 +24,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix .
 
 audit: $(VENV)/.dev
-	$(BIN)/pip-audit --strict --progress-spinner off -r requirements.txt -r requirements-dev.txt
+	$(BIN)/python .ci/audit.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/run_all.py

@@ -181,7 +181,7 @@ class AvatarClient:
         output_variable_name: str,
     ) -> AvatarResult:
         rate_limit = RateLimitInfo.from_headers(headers)
-        excerpt = redact_excerpt(raw.decode("utf-8", "replace"))
+        excerpt = redact_excerpt(raw.decode("utf-8", "replace"), secrets=(self._token,))
         if http_status >= 400:
             raise make_status_error(
                 http_status,

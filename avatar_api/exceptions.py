@@ -16,11 +16,14 @@ _SECRETISH = re.compile(
 )
 
 
-def redact_excerpt(text: str, limit: int = EXCERPT_LENGTH) -> str:
-    """A short excerpt of a response body with anything secret-looking replaced.
+def redact_excerpt(text: str, limit: int = EXCERPT_LENGTH, *, secrets: tuple[str, ...] = ()) -> str:
+    """A short excerpt of a response body with known secrets and secret-looking runs replaced.
 
     Long base64 runs are cut too, so echoed photo data never reaches a message.
     """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
     redacted = _SECRETISH.sub(_redaction, text)
     redacted = " ".join(redacted.split())
     return redacted if len(redacted) <= limit else redacted[: limit - 1] + "…"

@@ -43,5 +43,7 @@ def setup_logging(level: int, *, secrets: Iterable[str] = ()) -> logging.Handler
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("discord.http").setLevel(max(level, logging.INFO))
+    # Both echo request payloads at DEBUG: member-written text has no place in the log.
+    for chatty in ("discord.http", "aiosqlite", "asyncpg"):
+        logging.getLogger(chatty).setLevel(max(level, logging.INFO))
     return handler

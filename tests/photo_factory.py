@@ -134,8 +134,9 @@ def make_grayscale_jpeg(width: int, height: int) -> bytes:
     return encode(marked_image(width, height, "L"), "JPEG", quality=90)
 
 
-def make_png(width: int, height: int, *, mode: str = "RGB", exif_orientation: int | None = None
-             ) -> bytes:
+def make_png(
+    width: int, height: int, *, mode: str = "RGB", exif_orientation: int | None = None
+) -> bytes:
     params: dict[str, object] = {}
     if exif_orientation is not None:
         params["exif"] = exif_bytes(orientation=exif_orientation)
@@ -168,8 +169,9 @@ def make_webp(width: int, height: int, *, lossless: bool = False) -> bytes:
     return encode(marked_image(width, height), "WEBP", quality=90, lossless=lossless)
 
 
-def make_heic(width: int, height: int, *, exif_orientation: int | None = None, gps: bool = False
-              ) -> bytes:
+def make_heic(
+    width: int, height: int, *, exif_orientation: int | None = None, gps: bool = False
+) -> bytes:
     exif = exif_bytes(orientation=exif_orientation, gps=gps) if exif_orientation or gps else None
     return encode_heic(marked_image(width, height), exif=exif)
 
@@ -206,8 +208,7 @@ def make_12mp_heic() -> bytes:
 def make_animated(format: str, width: int, height: int, frames: int = 3) -> bytes:
     """An animation ("WEBP", "GIF" or "PNG" for APNG) whose frames differ."""
     images = [Image.new("RGB", (width, height), (40 * i, 90, 160)) for i in range(frames)]
-    return encode(images[0], format, save_all=True, append_images=images[1:], duration=100,
-                  loop=0)
+    return encode(images[0], format, save_all=True, append_images=images[1:], duration=100, loop=0)
 
 
 def make_mpo(width: int, height: int) -> bytes:
@@ -229,8 +230,10 @@ def make_tiff(width: int, height: int) -> bytes:
 
 
 def make_svg() -> bytes:
-    return (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="800" '
-            b'height="800"><rect width="800" height="800" fill="red"/></svg>\n')
+    return (
+        b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="800" '
+        b'height="800"><rect width="800" height="800" fill="red"/></svg>\n'
+    )
 
 
 def make_text() -> bytes:
@@ -241,8 +244,11 @@ def make_png_header(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims ``width``×``height``: a decompression bomb."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 64)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + (
-        _png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"IDAT", idat)
+        + (_png_chunk(b"IEND", b""))
     )
 
 

@@ -75,8 +75,9 @@ def twelve_mp_jpeg() -> bytes:
         (lambda: b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom", None),
     ],
 )
-def test_sniff_image_kind_reads_magic_numbers(make: Callable[[], bytes], kind: ImageKind | None
-                                              ) -> None:
+def test_sniff_image_kind_reads_magic_numbers(
+    make: Callable[[], bytes], kind: ImageKind | None
+) -> None:
     assert sniff_image_kind(make()) is kind
 
 
@@ -113,8 +114,13 @@ def test_jpeg_orientation_is_applied(
 
 def test_all_metadata_is_stripped() -> None:
     data = factory.make_jpeg(
-        700, 700, exif_orientation=1, gps=True, comment=b"secret comment",
-        xmp=b"<x:xmpmeta>where I live</x:xmpmeta>", icc_profile=factory.srgb_icc_profile(),
+        700,
+        700,
+        exif_orientation=1,
+        gps=True,
+        comment=b"secret comment",
+        xmp=b"<x:xmpmeta>where I live</x:xmpmeta>",
+        icc_profile=factory.srgb_icc_profile(),
     )
     assert b"GPS" in data or b"\x88\x25" in data  # the input really has a GPS IFD
     photo = prepare_photo(data)
@@ -229,8 +235,10 @@ def test_exactly_minimum_size_is_accepted() -> None:
         (lambda: factory.make_animated("GIF", 600, 600), PhotoProblem.UNSUPPORTED),
         (lambda: factory.make_animated("WEBP", 600, 600), PhotoProblem.ANIMATED),
         (lambda: factory.make_animated("PNG", 600, 600), PhotoProblem.ANIMATED),
-        (lambda: factory.truncated(factory.make_jpeg(800, 800, photo_like=True)),
-         PhotoProblem.UNDECODABLE),
+        (
+            lambda: factory.truncated(factory.make_jpeg(800, 800, photo_like=True)),
+            PhotoProblem.UNDECODABLE,
+        ),
         (lambda: factory.truncated(factory.make_png(800, 800)), PhotoProblem.UNDECODABLE),
         (lambda: factory.truncated(factory.make_heic(800, 800)), PhotoProblem.UNDECODABLE),
         (factory.jpeg_magic_then_garbage, PhotoProblem.UNDECODABLE),
@@ -244,8 +252,9 @@ def test_exactly_minimum_size_is_accepted() -> None:
         (lambda: factory.make_jpeg_claiming(65000, 65000), PhotoProblem.TOO_MANY_PIXELS),
     ],
 )
-def test_refused_photo_names_reason_and_index(make: Callable[[], bytes], reason: PhotoProblem
-                                              ) -> None:
+def test_refused_photo_names_reason_and_index(
+    make: Callable[[], bytes], reason: PhotoProblem
+) -> None:
     error = problem_of(make(), index=3)
     assert error.reason == reason
     assert error.photo_index == 3
@@ -279,8 +288,9 @@ def test_bomb_is_refused_without_decoding() -> None:
     assert time.perf_counter() - started < 0.1
 
 
-@pytest.mark.parametrize(("count", "reason"), [(0, PhotoProblem.NO_PHOTOS),
-                                               (5, PhotoProblem.TOO_MANY_PHOTOS)])
+@pytest.mark.parametrize(
+    ("count", "reason"), [(0, PhotoProblem.NO_PHOTOS), (5, PhotoProblem.TOO_MANY_PHOTOS)]
+)
 def test_photo_count(count: int, reason: PhotoProblem) -> None:
     with pytest.raises(PhotoError) as caught:
         check_photo_count(count)
@@ -348,9 +358,17 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 
 @_FUZZ_SETTINGS
-@given(st.sampled_from([b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"RIFF\x00\x00\x00\x00WEBP",
-                        b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic"]),
-       st.binary(max_size=2048))
+@given(
+    st.sampled_from(
+        [
+            b"\xff\xd8\xff",
+            b"\x89PNG\r\n\x1a\n",
+            b"RIFF\x00\x00\x00\x00WEBP",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic",
+        ]
+    ),
+    st.binary(max_size=2048),
+)
 def test_fuzz_magic_then_random(magic: bytes, tail: bytes) -> None:
     fuzz_prepare(magic + tail)
 
@@ -365,8 +383,7 @@ def test_fuzz_mutated_images(data: bytes) -> None:
 
 
 async def test_prepare_photos_returns_all_in_order() -> None:
-    blobs = [factory.make_jpeg(600, 600), factory.make_webp(700, 600),
-             factory.make_heic(600, 800)]
+    blobs = [factory.make_jpeg(600, 600), factory.make_webp(700, 600), factory.make_heic(600, 800)]
     photos = await prepare_photos(blobs)
     assert [open_jpeg(photo).size for photo in photos] == [(600, 600), (700, 600), (600, 800)]
 

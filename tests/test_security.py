@@ -184,11 +184,6 @@ def assert_scan_would_have_seen_leaks(
     assert TOKEN not in bot_logging.filtered_lines()[-1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="avatar_api/client.py:184 redacts only secret-looking patterns, not the client's own "
-    "token: an error body that echoes it reaches the jobs table, the reply and raw logs",
-)
 async def test_an_error_body_echoing_the_token_does_not_spread_it(
     world: World, bot_logging: BotLogging
 ) -> None:

@@ -589,7 +589,7 @@ def _normalize_setting(name: str, value: object) -> object:
             raise ValueError(f"{name} must be between 0 and {_MAX_INT}")
         return value
     if name == "log_channel_id":
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        if value is not None and not _is_snowflake(value):
             raise ValueError("log_channel_id must be a channel id or None")
         return value
     if name in _ID_SET_FIELDS:
@@ -603,9 +603,14 @@ def _ids(name: str, value: object) -> list[int]:
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValueError(f"{name} must be a collection of ids")
     items = list(value)
-    if any(not isinstance(i, int) or isinstance(i, bool) or i <= 0 for i in items):
-        raise ValueError(f"{name} must hold only positive ids")
+    if not all(_is_snowflake(i) for i in items):
+        raise ValueError(f"{name} must hold only Discord ids")
     return items
+
+
+def _is_snowflake(value: object) -> bool:
+    """A Discord id: a positive integer that fits a signed 64-bit column."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
 
 
 def _strings(name: str, value: object) -> list[str]:
