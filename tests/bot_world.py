@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import discord
 import pillow_heif
@@ -99,3 +100,19 @@ async def restart(world: World) -> AvatarBot:
     world.bot = new
     world.extra_bots.append(new)
     return new
+
+
+def outcome(result: Any) -> Any:
+    """The message that carries a command's outcome.
+
+    A generated avatar is a public follow-up; everything else (progress, refusals,
+    failures, uploads) is the private, ephemeral reply.
+    """
+    public = [message for message in result.followups if not message.ephemeral]
+    if public:
+        return public[-1]
+    return result.followups[-1] if result.followups else result.response
+
+
+def outcome_fields(result: Any) -> dict[str, str]:
+    return {field.name: field.value for field in outcome(result).embeds[0].fields}

@@ -11,7 +11,7 @@ import simcord
 from avatar_api.client import RetryPolicy
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobRecord, QuotaStatus
-from tests.bot_world import World
+from tests.bot_world import World, outcome
 
 MAX_RETRIES = 2
 ATTEMPTS = 1 + MAX_RETRIES
@@ -72,7 +72,7 @@ async def assert_another_member_is_served(
     if wait_seconds:
         await world.env.advance_time(wait_seconds)
     assert result.response is not None, "the bystander got no reply"
-    assert result.response.embeds, f"no result yet: {result.response.content!r}"
-    assert "grp_" in fields_of(result.response)["Group ID"]
+    assert outcome(result).embeds, f"no result yet: {outcome(result).content!r}"
+    assert "grp_" in fields_of(outcome(result))["Group ID"]
     assert world.fake.calls == calls_before + 1
     assert world.fake.requests[-1].body["name"] == "Still here"

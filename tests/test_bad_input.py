@@ -31,7 +31,7 @@ from avatarbot.store.base import GuildSettings
 from avatarbot.store.sql import SqlStore
 from cogs.ui import safe
 from tests import photo_factory as factory
-from tests.bot_world import DISCORD_TOKEN, World, face_photo
+from tests.bot_world import DISCORD_TOKEN, World, face_photo, outcome
 from tests.fake_agent_ai import TOKEN
 from tests.leak_scan import sqlite_tables
 
@@ -371,7 +371,7 @@ async def test_hostile_blocked_words_are_kept_shown_inert_and_evasions_refused(
     assert stored == normalize_blocked_words(words)
     assert "'); drop table jobs;--" in stored
     shown = await admin(world, "show")
-    field = {f.name: f.value for f in shown.response.embeds[0].fields}["Blocked words"]
+    field = {f.name: f.value for f in outcome(shown).embeds[0].fields}["Blocked words"]
     assert WORKING_MENTION.search(field) is None
     assert "@\u200beveryone" in field
     assert shown.response.message.mentions == []

@@ -8,7 +8,7 @@ from simcord.backend.errors import SetupError
 
 from avatarbot.policy import Requester
 from cogs.errors import AvatarError
-from tests.bot_world import World, face_photo, restart
+from tests.bot_world import World, face_photo, outcome, restart
 
 
 def requester(world: World, member=None) -> Requester:
@@ -28,13 +28,13 @@ async def admin(world: World, command: str, **options: object):
 
 def refusal_text(result) -> str:
     assert result.ephemeral
-    return result.response.content if result.response else result.followups[-1].content
+    return outcome(result).content
 
 
 async def test_defaults_for_a_new_server(world: World) -> None:
     result = await admin(world, "show")
 
-    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    fields = {f.name: f.value for f in outcome(result).embeds[0].fields}
     assert fields["Enabled"] == "yes"
     assert fields["Uploads"] == "allowed"
     assert fields["Cooldown"] == "30 s"
@@ -68,7 +68,7 @@ async def test_disable_refuses_requests_at_no_cost_and_enable_restores(world: Wo
     assert world.fake.calls == 0
     await admin(world, "enable")
     done = await world.alice.slash(world.channel, "avatar generate")
-    assert done.response.embeds[0].fields[0].name == "Group ID"
+    assert outcome(done).embeds[0].fields[0].name == "Group ID"
 
 
 async def test_cooldown_is_enforced_and_zero_turns_it_off(world: World) -> None:
@@ -79,11 +79,11 @@ async def test_cooldown_is_enforced_and_zero_turns_it_off(world: World) -> None:
     assert "Please wait 120 s" in refusal_text(second)
     await world.env.advance_time(121)
     third = await world.alice.slash(world.channel, "avatar generate")
-    assert third.response.embeds
+    assert outcome(third).embeds
 
     await admin(world, "cooldown", seconds=0)
     fourth = await world.alice.slash(world.channel, "avatar generate")
-    assert fourth.response.embeds
+    assert outcome(fourth).embeds
     assert world.fake.calls == 3
 
 
@@ -117,18 +117,18 @@ async def test_user_daily_quota_refuses_and_a_failed_call_gives_it_back(world: W
 
     world.fake.script(Reply(status=400, body={"error": "nope"}))
     failed = await world.alice.slash(world.channel, "avatar generate")
-    assert failed.followups[-1].ephemeral
+    assert outcome(failed).ephemeral
     assert (await world.bot.service.quota(requester(world))).user_used == 0
 
     ok = await world.alice.slash(world.channel, "avatar generate")
-    assert ok.response.embeds
+    assert outcome(ok).embeds
     over = await world.alice.slash(world.channel, "avatar generate")
     assert "used all 1 of your avatars" in refusal_text(over)
     assert world.fake.calls == 2
 
     await admin(world, "reset-quota", user=world.alice)
     again = await world.alice.slash(world.channel, "avatar generate")
-    assert again.response.embeds
+    assert outcome(again).embeds
 
 
 async def test_guild_daily_quota_is_shared_by_members(world: World) -> None:
@@ -149,7 +149,7 @@ async def test_channel_allow_list_and_its_threads(world: World) -> None:
     assert "only works in these channels" in refusal_text(refused)
     assert f"<#{world.channel.id}>" in refusal_text(refused)
     allowed = await world.alice.slash(world.channel, "avatar generate")
-    assert allowed.response.embeds
+    assert outcome(allowed).embeds
 
     await admin(world, "channels", action="clear")
     assert not (await settings(world)).allowed_channel_ids
@@ -164,7 +164,7 @@ async def test_required_roles(world: World) -> None:
 
     carol = world.guild.add_member(world.env.create_user("carol"), roles=[artists])
     allowed = await carol.slash(world.channel, "avatar generate")
-    assert allowed.response.embeds
+    assert outcome(allowed).embeds
 
 
 async def test_uploads_can_be_turned_off(world: World) -> None:
@@ -188,7 +188,7 @@ async def test_block_and_unblock(world: World) -> None:
 
     await admin(world, "unblock", user=world.alice)
     allowed = await world.alice.slash(world.channel, "avatar generate")
-    assert allowed.response.embeds
+    assert outcome(allowed).embeds
 
 
 async def test_blocked_words_in_name_and_appearance(world: World) -> None:
@@ -205,7 +205,7 @@ async def test_blocked_words_in_name_and_appearance(world: World) -> None:
 
     await admin(world, "words", action="remove", words="badword")
     allowed = await world.alice.slash(world.channel, "avatar generate", name="my badword avatar")
-    assert allowed.response.embeds
+    assert outcome(allowed).embeds
     assert (await settings(world)).blocked_words == ("other thing",)
 
 
@@ -222,7 +222,7 @@ async def test_photo_checks_can_be_turned_off(world: World) -> None:
     await world.env.advance_time(31)
     sent = await world.alice.slash(world.channel, "avatar upload", photo1=no_face)
 
-    assert sent.response.embeds
+    assert outcome(sent).embeds
     assert world.fake.calls == 1
     assert (await settings(world)).disabled_checks == frozenset({"face", "sharpness"})
 
@@ -256,7 +256,7 @@ async def test_usage_reports_the_day_and_the_week(world: World) -> None:
 
     result = await admin(world, "usage")
 
-    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    fields = {f.name: f.value for f in outcome(result).embeds[0].fields}
     assert fields["Today (UTC)"].startswith("2 jobs: 1 succeeded, 1 failed")
     assert world.alice.mention in fields["Top members (7 days)"]
     assert fields["Server budget"] == "199 of 200 left today"
@@ -269,7 +269,7 @@ async def test_settings_survive_a_restart(world: World) -> None:
     await restart(world)
 
     result = await admin(world, "show")
-    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    fields = {f.name: f.value for f in outcome(result).embeds[0].fields}
     assert fields["Cooldown"] == "5 s"
     assert fields["Per member per day"] == "3"
 

@@ -8,7 +8,7 @@ import discord
 import pytest
 from PIL import Image
 
-from tests.bot_world import World, face_photo
+from tests.bot_world import World, face_photo, outcome
 from tests.fake_agent_ai import Reply
 from tests.photo_factory import make_jpeg, make_text
 
@@ -96,7 +96,9 @@ async def test_generate_sends_every_option_and_shows_the_group_id(world: World) 
     )
 
     assert result.acknowledged
-    assert not result.ephemeral
+    assert result.ephemeral  # progress is private; the avatar itself is shown publicly
+    assert not outcome(result).ephemeral
+    assert world.alice.mention in outcome(result).content
     assert world.fake.requests[0].body == {
         "source_type": "generate",
         "output_variable_name": "avatar_result",
@@ -109,7 +111,7 @@ async def test_generate_sends_every_option_and_shows_the_group_id(world: World) 
         "style": "Artistic",
         "appearance": "short silver hair, green jacket",
     }
-    embed = result.response.embeds[0]
+    embed = outcome(result).embeds[0]
     fields = {f.name: f.value for f in embed.fields}
     assert "grp_000001" in fields["Group ID"]
     assert fields["Status"] == "pending"
@@ -145,8 +147,7 @@ async def test_each_api_error_is_an_ephemeral_explanation(
 
     result = await world.alice.slash(world.channel, "avatar generate")
 
-    assert result.response is None  # the public "thinking" message is gone
-    failure = result.followups[-1]
+    failure = outcome(result)
     assert failure.ephemeral
     text = failure.embeds[0].description
     assert fragment in text
@@ -168,7 +169,7 @@ async def test_replies_never_ping_anyone(world: World) -> None:
     assert message.mentions == []
     assert message.role_mentions == []
     assert not message.mention_everyone
-    rendered = str(result.response.embeds[0].to_dict())
+    rendered = str(outcome(result).embeds[0].to_dict())
     assert "@everyone" not in rendered.replace("@\u200beveryone", "")
 
 
@@ -187,7 +188,7 @@ async def test_upload_sends_clean_jpegs_without_gps(world: World, fmt: str, file
     )
 
     assert result.ephemeral
-    fields = {f.name: f.value for f in result.response.embeds[0].fields}
+    fields = {f.name: f.value for f in outcome(result).embeds[0].fields}
     assert "grp_000001" in fields["Group ID"]
     request = world.fake.requests[0]
     assert request.body["source_type"] == "upload"
@@ -216,14 +217,14 @@ async def test_first_upload_asks_for_consent_once(world: World) -> None:
     assert world.fake.calls == 0
     accepted = await world.alice.click(asked.response, label="These are my photos / I have consent")
     assert world.fake.calls == 1
-    fields = {f.name: f.value for f in accepted.response.embeds[0].fields}
+    fields = {f.name: f.value for f in outcome(accepted).embeds[0].fields}
     assert "grp_000001" in fields["Group ID"]
     assert await world.bot.store.has_consented(world.alice.id)
 
     await world.env.advance_time(60)
     again = await world.alice.slash(world.channel, "avatar upload", photo1=photo)
     assert "photos are of you" not in (again.response.content or "")
-    assert "grp_000002" in again.response.embeds[0].fields[0].value
+    assert "grp_000002" in outcome(again).embeds[0].fields[0].value
     assert world.fake.calls == 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from avatarbot.store.base import JobMode, JobState, NewJob
-from tests.bot_world import World, face_photo, restart
+from tests.bot_world import World, face_photo, outcome, restart
 
 
 async def test_history_lists_own_jobs_with_group_ids(world: World) -> None:
@@ -18,13 +18,13 @@ async def test_history_lists_own_jobs_with_group_ids(world: World) -> None:
     result = await world.alice.slash(world.channel, "avatar history")
 
     assert result.ephemeral
-    values = [f.value for f in result.response.embeds[0].fields]
+    values = [f.value for f in outcome(result).embeds[0].fields]
     assert values == ["Group ID: `grp_000002`", "Group ID: `grp_000001`"]
 
 
 async def test_history_when_empty(world: World) -> None:
     result = await world.alice.slash(world.channel, "avatar history")
-    assert "no avatar jobs" in result.response.embeds[0].description
+    assert "no avatar jobs" in outcome(result).embeds[0].description
 
 
 async def test_quota_shows_what_is_left(world: World) -> None:
@@ -56,7 +56,7 @@ async def test_forget_deletes_records_and_consent_after_confirming(world: World)
     assert "were deleted" in done.response.content
     assert not await world.bot.store.has_consented(world.alice.id)
     history = await world.alice.slash(world.channel, "avatar history")
-    assert "no avatar jobs" in history.response.embeds[0].description
+    assert "no avatar jobs" in outcome(history).embeds[0].description
 
 
 async def test_a_member_has_one_job_in_the_works_at_a_time(world: World) -> None:
@@ -82,8 +82,8 @@ async def test_place_in_line_is_shown_and_the_queue_drains_after_a_pause(world: 
     assert "#2 in line" in bob_job.response.content
     await world.env.advance_time(120)
     assert world.fake.calls == 2
-    assert "grp_" in alice_job.response.embeds[0].fields[0].value
-    assert "grp_" in bob_job.response.embeds[0].fields[0].value
+    assert "grp_" in outcome(alice_job).embeds[0].fields[0].value
+    assert "grp_" in outcome(bob_job).embeds[0].fields[0].value
 
 
 async def test_restart_carries_on_queued_generate_jobs_and_fails_uploads(world: World) -> None:

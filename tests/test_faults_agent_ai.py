@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from avatarbot.store.base import JobState
-from tests.bot_world import QUEUE_POLL_SECONDS, World
+from tests.bot_world import QUEUE_POLL_SECONDS, World, outcome
 from tests.fake_agent_ai import Reply
 from tests.fault_helpers import (
     ATTEMPTS,
@@ -120,8 +120,7 @@ async def test_agent_ai_fault_is_explained_refunded_and_not_repeated(
 
     result = await world.alice.slash(world.channel, "avatar generate", name="Faulty")
 
-    assert result.response is None  # the public "thinking" message is gone
-    failure = result.followups[-1]
+    failure = outcome(result)
     assert failure.ephemeral
     text = failure.embeds[0].description or ""
     assert fault.fragment in text
@@ -151,9 +150,8 @@ async def test_an_answer_that_never_comes_times_out_each_attempt(fast_world: Wor
     result = await world.alice.slash(world.channel, "avatar generate")
     await world.env.advance_time(ATTEMPTS * (FAST_TIMEOUT_SECONDS + 0.1) + 1)
 
-    assert result.response is None
-    text = result.followups[-1].embeds[0].description or ""
-    assert result.followups[-1].ephemeral
+    text = outcome(result).embeds[0].description or ""
+    assert outcome(result).ephemeral
     assert "did not answer in time" in text
     assert QUOTA_NOTE in text
     assert world.fake.calls == ATTEMPTS
@@ -177,7 +175,7 @@ async def test_a_429_pauses_the_queue_for_its_retry_after(fast_world: World) -> 
     assert world.fake.calls == ATTEMPTS
     await world.env.advance_time(15)
     assert world.fake.calls == ATTEMPTS + 1
-    assert waiting.response.embeds
+    assert outcome(waiting).embeds
 
 
 async def test_a_fault_then_recovery_is_not_retried_for_the_failed_member(
@@ -189,7 +187,7 @@ async def test_a_fault_then_recovery_is_not_retried_for_the_failed_member(
     result = await world.alice.slash(world.channel, "avatar generate")
 
     assert world.fake.calls == ATTEMPTS
-    assert "grp_" in result.response.embeds[0].fields[0].value
+    assert "grp_" in outcome(result).embeds[0].fields[0].value
     job = await only_job_of(world, world.alice)
     assert job.state is JobState.SUCCEEDED
     assert (await quota_of(world, world.alice)).user_used == 1

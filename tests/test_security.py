@@ -20,7 +20,7 @@ from simcord.backend.errors import SetupError
 
 from avatarbot.logs import setup_logging
 from avatarbot.policy import Requester
-from tests.bot_world import DISCORD_TOKEN, World, face_photo
+from tests.bot_world import DISCORD_TOKEN, World, face_photo, outcome
 from tests.fake_agent_ai import TOKEN, Reply
 from tests.leak_scan import (
     Haystack,
@@ -198,7 +198,7 @@ async def test_an_error_body_echoing_the_token_does_not_spread_it(
         *sqlite_rows(database),
         *log_haystacks("raw record", bot_logging.raw.lines),
     ]
-    assert "rejected the request" in result.followups[-1].embeds[0].description
+    assert "rejected the request" in outcome(result).embeds[0].description
     assert find_leaks(token_needles("AGENT_AI_TOKEN", TOKEN), haystacks) == []
 
 
@@ -267,7 +267,7 @@ def synced_contexts(world: World) -> dict[str, list[int] | None]:
 
 def refusal(result: simcord.InteractionResult) -> str:
     assert result.ephemeral
-    return result.response.content if result.response else result.followups[-1].content
+    return outcome(result).content
 
 
 async def test_a_block_holds_in_another_channel_and_in_a_thread(world: World) -> None:
@@ -303,7 +303,7 @@ async def test_a_block_in_one_server_neither_leaks_nor_spends_that_server_budget
 ) -> None:
     """Blocks are per server (see the module docstring)."""
     first = await world.alice.slash(world.channel, "avatar generate", name="Made in A")
-    assert first.response.embeds
+    assert outcome(first).embeds
     await block_alice(world, reason="reason-known-only-to-server-A")
     other = world.env.create_guild(name="Server B")
     b_channel = other.create_text_channel("b-avatars")
@@ -315,7 +315,7 @@ async def test_a_block_in_one_server_neither_leaks_nor_spends_that_server_budget
     quota_in_b = await alice_in_b.slash(b_channel, "avatar quota")
 
     assert "blocked you" in refusal(refused_in_a)
-    assert made_in_b.response.embeds, "a block in A must not refuse B"
+    assert outcome(made_in_b).embeds, "a block in A must not refuse B"
     shown_in_b = [
         *result_haystacks([made_in_b, history_in_b, quota_in_b]),
         *(text("B's channel", m.content) for m in b_channel.history()),
@@ -323,8 +323,8 @@ async def test_a_block_in_one_server_neither_leaks_nor_spends_that_server_budget
     secret = Needle("A's block reason", b"reason-known-only-to-server-A")
     assert find_leaks([secret], shown_in_b) == []
     assert find_leaks([secret], result_haystacks([refused_in_a])), "the control failed"
-    b_job = made_in_b.response.embeds[0].footer.text.removeprefix("Job ")
-    (only_b_job,) = [f.name for f in history_in_b.response.embeds[0].fields]
+    b_job = outcome(made_in_b).embeds[0].footer.text.removeprefix("Job ")
+    (only_b_job,) = [f.name for f in outcome(history_in_b).embeds[0].fields]
     assert only_b_job.startswith(f"{b_job} "), "B's history shows A's jobs"
     assert world.fake.calls == 2
     in_a = await world.bot.service.quota(requester(world.alice, world.guild, world.channel))

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from avatarbot.settings import Settings
 from bot import AvatarBot
-from tests.bot_world import DISCORD_TOKEN, QUEUE_POLL_SECONDS
+from tests.bot_world import DISCORD_TOKEN, QUEUE_POLL_SECONDS, outcome
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ async def test_the_real_start_path_logs_in_syncs_and_serves(
             channel = env.create_guild().create_text_channel("avatars")
             member = env.guild.add_member(env.create_user("ann"))
             result = await member.slash(channel, "avatar generate", name="First")
-            assert "grp_000001" in result.response.embeds[0].fields[0].value
+            assert "grp_000001" in outcome(result).embeds[0].fields[0].value
     finally:
         await bot.close_services()
         await env.shutdown()
