@@ -19,7 +19,7 @@ from discord.ext import commands
 
 from avatar_api import AvatarRequest, Photo, PhotoError, ValidationError
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
-from avatar_api.photos import PhotoLimits, prepare_photos
+from avatar_api.photos import PhotoLimits, check_photo_size, prepare_photos
 from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
@@ -77,14 +77,12 @@ def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> st
     ``Attachment.size`` is Discord's measure of the stored file, not the sender's claim.
     """
     for index, attachment in enumerate(attachments, 1):
-        name = safe(attachment.filename, 80)
-        if attachment.size > PHOTO_LIMITS.max_bytes:
-            return (
-                f"photo {index}: {name} is {attachment.size / 1_048_576:.1f} MB; photos can be "
-                f"at most {PHOTO_LIMITS.max_bytes // 1_048_576} MB"
-            )
-        declared = (attachment.content_type or "").lower()
-        if declared.startswith(NOT_IMAGE_TYPES):
+        try:
+            check_photo_size(attachment.size, index=index, limits=PHOTO_LIMITS)
+        except PhotoError as error:
+            return str(error)
+        if (attachment.content_type or "").lower().startswith(NOT_IMAGE_TYPES):
+            name = safe(attachment.filename, 80)
             return f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
     return None
 
