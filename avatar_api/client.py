@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -109,8 +110,17 @@ class AvatarClient:
             await self._session.close()
             self._session = None
 
-    async def create_avatar(self, request: AvatarRequest) -> AvatarResult:
-        """Send the request, retrying what the policy allows; raise an :class:`APIError`."""
+    async def create_avatar(
+        self,
+        request: AvatarRequest,
+        *,
+        before_retry: Callable[[], Awaitable[None]] | None = None,
+    ) -> AvatarResult:
+        """Send the request, retrying what the policy allows; raise an :class:`APIError`.
+
+        ``before_retry`` is awaited before every retry, after the back-off: a caller
+        that shares a request budget (the bot's queue) takes a slot of it there.
+        """
         body = await _encode_body(request)
         attempt = 0
         while True:
@@ -128,6 +138,8 @@ class AvatarClient:
                     delay,
                 )
                 await asyncio.sleep(delay)
+                if before_retry is not None:
+                    await before_retry()
 
     async def _attempt(self, body: bytes, output_variable_name: str) -> AvatarResult:
         session = self._get_session()

@@ -26,7 +26,6 @@ Photos are never written to disk or logged; log lines hold sizes and dimensions.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import time
@@ -39,6 +38,7 @@ from PIL import Image, ImageCms, features
 
 from .exceptions import PhotoError
 from .models import MAX_PHOTOS, MimeType, Photo
+from .workers import run_photo_work
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +244,7 @@ def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_
     """Check one photo and return it as a clean, bounded JPEG.
 
     CPU-bound and synchronous: call it through :func:`prepare_photos` (or
-    ``asyncio.to_thread``) from async code. Raises only :class:`PhotoError`,
+    :func:`~avatar_api.workers.run_photo_work`) from async code. Raises only :class:`PhotoError`,
     whatever the bytes; ``index`` (1-based) names the photo in messages.
     """
     check_photo_size(len(data), index=index, limits=limits)
@@ -303,7 +303,7 @@ async def prepare_photos(
         check_photo_kind(data, index=index)
     photos: list[Photo] = []
     for index, data in enumerate(blobs, start=1):
-        photo = await asyncio.to_thread(prepare_photo, data, index=index, limits=limits)
+        photo = await run_photo_work(prepare_photo, data, index=index, limits=limits)
         photos.append(photo)
     return tuple(photos)
 

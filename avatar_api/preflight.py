@@ -14,7 +14,6 @@ and how every threshold was chosen: ``docs/preflight.md`` and
 
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
 import threading
@@ -30,6 +29,7 @@ from PIL import Image
 
 from .exceptions import PhotoError
 from .models import MimeType, Photo
+from .workers import run_photo_work
 
 log = logging.getLogger(__name__)
 
@@ -440,4 +440,4 @@ async def preflight_photos_async(
     detector: FaceDetector | None = None,
 ) -> PreflightReport:
     """:func:`preflight_photos` in a worker thread, so the event loop keeps running."""
-    return await asyncio.to_thread(preflight_photos, photos, config, detector=detector)
+    return await run_photo_work(preflight_photos, photos, config, detector=detector)

@@ -276,7 +276,7 @@ class Dispatcher:
         if outcome.pause_seconds is not None:
             until = self._clock() + timedelta(seconds=outcome.pause_seconds)
             await self._store.pause_dispatch(until)
-            log.warning("agent.ai budget exhausted; pausing dispatch until %s", until)
+            log.info("agent.ai budget exhausted; pausing dispatch until %s", until)
         return await self._store.finish_job(
             job.id,
             outcome.state,
@@ -295,7 +295,7 @@ class Dispatcher:
                     JobState.FAILED, error_kind=PHOTOS_LOST_KIND, error_message=PHOTOS_LOST_MESSAGE
                 )
             request = AvatarRequest.from_options(job.mode.value, job.options, photos)
-            result = await self._client.create_avatar(request)
+            result = await self._client.create_avatar(request, before_retry=self._reserve_retry)
         except RateLimitError as error:
             pause = error.retry_after if error.retry_after else DEFAULT_RATE_LIMIT_PAUSE
             return _failed(error, pause_seconds=pause)
@@ -308,6 +308,14 @@ class Dispatcher:
                 JobState.FAILED, error_kind=INTERNAL_ERROR, error_message=INTERNAL_ERROR_MESSAGE
             )
         return _succeeded(result)
+
+    async def _reserve_retry(self) -> None:
+        """A retry is one more request to agent.ai: wait for a slot of the shared budget."""
+        while True:
+            until = await self._store.reserve_request(self.worker_id, self._budget, self._clock())
+            if until is None:
+                return
+            await asyncio.sleep(max(0.05, (until - self._clock()).total_seconds()))
 
     async def _photos_for(self, job: JobRecord) -> tuple[Photo, ...]:
         if job.mode is not JobMode.UPLOAD:

@@ -20,9 +20,11 @@ not offer, and the benchmarks need, lives here:
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import gc
 import json
+import logging
 import math
 import sqlite3
 import statistics
@@ -31,7 +33,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ if str(ROOT) not in sys.path:
 
 import psutil  # noqa: E402
 import simcord  # noqa: E402
+from simcord import _settlement as sim_settlement  # noqa: E402
 from simcord import actors as sim_actors  # noqa: E402
 from simcord import interactions as sim_interactions  # noqa: E402
 from simcord.enums import AppCommandType, InteractionType  # noqa: E402
@@ -232,6 +235,42 @@ def fire_slash(
     return Fired(record.id, record.token, member.id, member.guild.id, name, at)
 
 
+class ClockPump:
+    """Keeps SimCord's virtual clock on real time, for benchmarks about real-time behaviour.
+
+    SimCord runs the bot's timers (``asyncio.sleep``, timeouts) on its virtual clock
+    and falls back to real time only through a settle, which a bot under steady load
+    may never reach. Moving the clock every ``tick`` seconds, without settling, and
+    running the timers that fell due makes every sleep of the bot end on time (within
+    a tick) while ``discord.utils.utcnow`` keeps matching interaction timestamps.
+    """
+
+    def __init__(self, env: simcord.Env, tick: float = 0.02) -> None:
+        self.env = env
+        self.tick = tick
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bench:clock-pump")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        env = self.env
+        origin = time.perf_counter() - env._virtual_time
+        while True:
+            await asyncio.sleep(self.tick)
+            if env._operation_task is not None:
+                continue  # the driver's own settle or advance_time owns the clock now
+            env._move_clock(time.perf_counter() - origin)
+            deadline = asyncio.get_running_loop().time() + self.tick
+            sim_settlement._run_due_virtual_callbacks(env._settlement_state(), deadline)
+
+
 def ack_latencies_ms(fired: Iterable[Fired], log: TimedHttpLog) -> dict[int, float]:
     """Dispatch-to-acknowledgement time of each fired interaction that was acknowledged."""
     by_path = {f"/interactions/{f.interaction_id}/{f.token}{ACK_PATH_SUFFIX}": f for f in fired}
@@ -266,7 +305,7 @@ class BotConfig:
     clock: Callable[[], datetime] | None = None
     queue_poll_seconds: float | None = None
     api_retry: RetryPolicy | None = None
-    settle_timeout: float = 120.0
+    settle_timeout: float = 5.0
     worker_id: str = "bench-worker"
 
 
@@ -399,6 +438,16 @@ def _utc(value: str) -> datetime:
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
+def max_in_window(instants: list[datetime], window: timedelta = timedelta(seconds=60)) -> int:
+    """The most instants that fall in any half-open window of this length."""
+    ordered = sorted(instants)
+    best = 0
+    for index, start in enumerate(ordered):
+        end = bisect.bisect_left(ordered, start + window)
+        best = max(best, end - index)
+    return best
+
+
 # --- results ------------------------------------------------------------------------------
 
 
@@ -459,3 +508,33 @@ def webhook_traffic(
         if entry.method in {"PATCH", "POST"} and (entry.json or {}).get("embeds"):
             results[sent.interaction_id] = at
     return results, counts
+
+
+class LogCounter(logging.Handler):
+    """Counts the bot's log records by level; prints only ERROR and worse (to stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.counts: dict[str, int] = {}
+        self.messages: dict[str, int] = {}
+        self._printer = logging.StreamHandler()
+        self._printer.setLevel(logging.ERROR)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.counts[record.levelname] = self.counts.get(record.levelname, 0) + 1
+        if record.levelno >= logging.WARNING:
+            key = f"{record.name}: {record.msg}"
+            self.messages[key] = self.messages.get(key, 0) + 1
+        if record.levelno >= self._printer.level:
+            self._printer.handle(record)
+
+
+def count_logs(level: int = logging.INFO) -> LogCounter:
+    """Route every log record through one :class:`LogCounter` (replacing other handlers)."""
+    counter = LogCounter()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(counter)
+    root.setLevel(level)
+    return counter

@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from avatarbot.store.base import Budget
 from benchmarks._harness import (
     BotConfig,
+    ClockPump,
     Fired,
     JobRow,
     LoopLagMonitor,
@@ -69,7 +70,7 @@ from tests.fake_agent_ai import FakeAgentAI
 
 ACK_P99_GOAL_MS = 100.0
 UNTHROTTLED = Budget(per_minute=100_000, per_day=1_000_000)
-GENERATE_OPTIONS = {"name": "Load", "age": "Senior", "pose": "close_up", "style": "Artistic"}
+GENERATE_OPTIONS = {"age": "Senior", "pose": "close_up", "style": "Artistic"}
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,8 @@ class PhaseReport:
     ack_kinds: dict[str, int]
     unacknowledged: int
     overhead_generate_ms: Summary
+    pre_call_ms: Summary
+    post_call_ms: Summary
     overhead_upload_ms: Summary
     upload_prepare_s: Summary
     delivery_ms: Summary
@@ -130,18 +133,23 @@ async def run_phase(name: str, config: LoadConfig, *, spread: float, trace: bool
             tracemalloc.start()
         lag = LoopLagMonitor()
         lag.start()
-        wall0, perf0 = datetime.now(UTC), time.perf_counter()
+        pump = ClockPump(sim.env)
+        pump.start()
+        wall0, perf0, mono0 = datetime.now(UTC), time.perf_counter(), time.monotonic()
         fired: list[Fired] = []
         for member in uploaders:
             upload = {f"photo{i}": photo for i, photo in enumerate(photos, start=1)}
-            fired.append(fire_slash(member, channel, "avatar upload", **upload, name="Me"))
+            fired.append(fire_slash(member, channel, "avatar upload", **upload, name=member.name))
         for index, member in enumerate(generators):
             await _pause_until(perf0 + spread * index / max(1, len(generators)))
-            fired.append(fire_slash(member, channel, "avatar generate", **GENERATE_OPTIONS))
+            fired.append(
+                fire_slash(member, channel, "avatar generate", name=member.name, **GENERATE_OPTIONS)
+            )
         expected = len(fired)
         done = await wait_until(lambda: _all_told(sim, expected), limit=config.timeout)
         wall = time.perf_counter() - perf0
         loop_lag = await lag.stop()
+        await pump.stop()
         traced_peak = None
         if trace:
             traced_peak = tracemalloc.get_traced_memory()[1] / 2**20
@@ -155,6 +163,10 @@ async def run_phase(name: str, config: LoadConfig, *, spread: float, trace: bool
             config,
             wall=wall,
             to_wall=lambda at: wall0 + timedelta(seconds=at - perf0),
+            arrivals={
+                r.body["name"]: wall0 + timedelta(seconds=r.at - mono0) for r in fake.requests
+            },
+            names={m.id: m.name for m in members},
             loop_lag=loop_lag,
             rss=(rss_start, peak_rss_mb(), rss_mb()),
             traced_peak=traced_peak,
@@ -180,6 +192,8 @@ def _report(
     *,
     wall: float,
     to_wall: Callable[[float], datetime],
+    arrivals: dict[str, datetime],
+    names: dict[int, str],
     loop_lag: Summary,
     rss: tuple[float, float, float],
     traced_peak: float | None,
@@ -211,6 +225,17 @@ def _report(
         unacknowledged=len(fired) - len(acks),
         overhead_generate_ms=_overheads(jobs, "generate", config.api_delay),
         overhead_upload_ms=_overheads(jobs, "upload", config.api_delay),
+        pre_call_ms=Summary.of(
+            (arrivals[names[j.user_id]] - j.started_at).total_seconds() * 1000
+            for j in jobs
+            if j.started_at is not None and names.get(j.user_id) in arrivals
+        ),
+        post_call_ms=Summary.of(
+            (j.finished_at - arrivals[names[j.user_id]]).total_seconds() * 1000
+            - config.api_delay * 1000
+            for j in jobs
+            if j.finished_at is not None and names.get(j.user_id) in arrivals
+        ),
         upload_prepare_s=Summary.of(prepare),
         delivery_ms=Summary.of(delivery),
         end_to_end_s=Summary.of(e2e),
@@ -252,6 +277,8 @@ def print_phase(report: PhaseReport, config: LoadConfig) -> None:
     print(report.ack_upload_ms.row("  of which /avatar upload", "ms"))
     print(report.overhead_generate_ms.row("bot's time per generate job beyond the API", "ms"))
     print(report.overhead_upload_ms.row("bot's time per upload job beyond the API", "ms"))
+    print(report.pre_call_ms.row("  claimed → request reaches agent.ai", "ms"))
+    print(report.post_call_ms.row("  agent.ai answered → outcome recorded", "ms"))
     print(report.upload_prepare_s.row("upload: dispatch → queued (photo work)", "s"))
     print(report.delivery_ms.row("delivery: job finished → result message", "ms"))
     print(report.end_to_end_s.row("end to end: dispatch → result message", "s"))

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import discord
@@ -46,7 +45,9 @@ from benchmarks._harness import (
     Sim,
     Summary,
     ack_latencies_ms,
+    count_logs,
     fire_slash,
+    max_in_window,
     open_guild,
     running_bot,
     verdict,
@@ -59,6 +60,9 @@ BUDGET = Budget(per_minute=20, per_day=1000)
 API_DELAY = 0.02  # real seconds
 MINUTE = timedelta(seconds=60)
 MAX_MINUTES = 30
+# SimCord treats a sleep as parked only beyond its settle window, so the dispatcher's
+# idle poll (QUEUE_POLL_SECONDS, 30 s) must outlast it; long enough for the 200-burst.
+SETTLE_SECONDS = 10.0
 
 
 class VirtualClockFakeAgentAI(FakeAgentAI):
@@ -115,6 +119,7 @@ class QueueReport:
     progress_edits_per_job: Summary
     longest_positions_update_ms: float
     spec_violations: list[str] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)
 
     @property
     def budget_respected(self) -> bool:
@@ -128,7 +133,7 @@ async def run_queue(config: QueueConfig) -> QueueReport:
         budget=BUDGET,
         clock=discord.utils.utcnow,
         queue_poll_seconds=QUEUE_POLL_SECONDS,
-        settle_timeout=120.0,
+        settle_timeout=SETTLE_SECONDS,
     )
     started = time.perf_counter()
     async with running_bot(fake, bot_config) as sim:
@@ -205,16 +210,6 @@ async def _drain(sim: Sim, *, expected: int) -> int:
             return minute
     print(f"  warning: the queue did not drain within {MAX_MINUTES} virtual minutes")
     return MAX_MINUTES
-
-
-def max_in_window(instants: list[datetime], window: timedelta = MINUTE) -> int:
-    """The most instants that fall in any half-open window of this length."""
-    ordered = sorted(instants)
-    best = 0
-    for index, start in enumerate(ordered):
-        end = bisect.bisect_left(ordered, start + window)
-        best = max(best, end - index)
-    return best
 
 
 def _fairness(jobs: list[JobRow], names: dict[int, str]) -> list[ServerFairness]:
@@ -320,9 +315,7 @@ def _progress_edits(sim: Sim, fired: list[Fired]) -> dict[int, int]:
 def print_report(report: QueueReport) -> None:
     print(f"  jobs: {report.jobs}")
     print(report.ack_burst_ms.row("ack, all submitting at once", "ms"))
-    print(
-        report.ack_late_ms.row(f"ack, with {report.queued_when_late_arrived} jobs queued", "ms")
-    )
+    print(report.ack_late_ms.row(f"ack, with {report.queued_when_late_arrived} jobs queued", "ms"))
     print(report.wait_s.row("queue wait (virtual)", "s"))
     print(f"  fairness: max wait ÷ mean wait = {report.max_over_mean:.2f} overall")
     for server in report.servers:
@@ -362,7 +355,9 @@ def main() -> None:
         f"queue: {sum(config.members)} members on {len(config.members)} servers "
         f"{config.members} at once, then {config.late} more; budget {BUDGET.per_minute}/min"
     )
+    logs = count_logs()
     report = asyncio.run(run_queue(config))
+    report.warnings = dict(logs.messages)
     print_report(report)
     path = write_results("queue", {"config": config, "report": report})
     print(f"results: {path}")

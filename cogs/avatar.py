@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import discord
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
+# Each place edit is a Discord request; a long queue moves every few seconds.
+PLACE_EDIT_INTERVAL = timedelta(seconds=15)
 PHOTO_LIMITS = PhotoLimits()
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
 DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
@@ -108,7 +110,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
         self._waiting: dict[int, discord.Interaction] = {}
-        self._shown_place: dict[int, int] = {}
+        self._shown_place: dict[int, tuple[int, datetime]] = {}
         self._logged: set[int] = set()  # logged, but the member not told yet
         self._place_edits: dict[int, asyncio.Task[None]] = {}
 
@@ -306,7 +308,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         self._waiting[job.id] = interaction
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
-            self._shown_place[job.id] = position
+            self._shown_place[job.id] = (position, self.bot.clock())
         await self._edit(interaction, content=progress_text(job.id, position, None))
         self.bot.dispatcher.wake()
 
@@ -317,16 +319,18 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             await self._edit(interaction, content=progress_text(job.id, None, None))
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
-        """Edit only the places that moved, without holding up the dispatcher."""
+        """Edit the places that moved (at most every 15 s each), without holding up the queue."""
+        now = self.bot.clock()
         for job_id, place in positions.items():
             interaction = self._live_interaction(job_id)
             pending = self._place_edits.get(job_id)
             if interaction is None or (pending is not None and not pending.done()):
                 continue
-            if self._shown_place.get(job_id) == place.position:
+            shown, shown_at = self._shown_place.get(job_id, (None, None))
+            if shown == place.position or (shown_at and now - shown_at < PLACE_EDIT_INTERVAL):
                 continue
-            self._shown_place[job_id] = place.position
-            eta = (place.estimated_start - self.bot.clock()).total_seconds()
+            self._shown_place[job_id] = (place.position, now)
+            eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta)
             self._place_edits[job_id] = asyncio.create_task(
                 self._edit(interaction, content=content)

@@ -701,3 +701,26 @@ async def test_fail_queued_jobs_ends_only_that_servers_waiting_jobs(
     assert (await store.get_job(claimed.id)).state is JobState.RUNNING
     assert (await store.get_job(elsewhere.id)).state is JobState.QUEUED
     assert await store.fail_queued_jobs(GUILD, clock.now, error_kind="x", error_message="y") == []
+
+
+# --- retries share the budget -------------------------------------------------------------
+async def test_a_retry_takes_a_slot_of_the_shared_budget(store: SqlStore, clock: Clock) -> None:
+    budget = Budget(per_minute=2, per_day=100)
+    await enqueue(store, clock, new_job(1))
+    await enqueue(store, clock, new_job(2))
+    assert await store.claim_next_job("w1", budget, clock.now) is not None
+
+    assert await store.reserve_request("w1", budget, clock.now) is None  # the retry's slot
+    wait = await store.reserve_request("w1", budget, clock.now)
+    assert wait is not None
+    assert wait > clock.now
+    assert await store.claim_next_job("w1", budget, clock.now) is None, "the window is full"
+
+    clock.advance((wait - clock.now).total_seconds() + 0.001)
+    assert await store.claim_next_job("w1", budget, clock.now) is not None
+
+
+async def test_a_retry_waits_out_a_pause(store: SqlStore, clock: Clock) -> None:
+    until = clock.now + timedelta(seconds=30)
+    await store.pause_dispatch(until)
+    assert await store.reserve_request("w1", Budget(), clock.now) == until

@@ -221,6 +221,13 @@ class Store(Protocol):
         """
         ...
 
+    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
+        """Take one request of the shared budget for a retry of a running job.
+
+        Returns None when taken, or when to ask again (budget spent, or paused).
+        """
+        ...
+
     async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
         """When the budget next allows a claim (None: now, or nothing queued)."""
         ...

@@ -113,12 +113,24 @@ class SqlStore:
     # --- plumbing -------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
-        lock = self._write_lock if write or self._share_lock_with_readers else None
-        async with lock or contextlib.nullcontext(), self._engine.connect() as conn:
+        async with self._connection(write=write) as conn:
             if write:
                 await dialect.prepare_write(conn, self._backend)
             async with conn.begin():
                 yield conn
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        if self._share_lock_with_readers:  # one shared in-memory connection: lock, then use it
+            assert self._write_lock is not None
+            async with self._write_lock, self._engine.connect() as conn:
+                yield conn
+            return
+        # Connection first, then the lock: a writer holding the lock while it queues for
+        # a pooled connection behind readers would stall every other writer.
+        lock = self._write_lock if write else None
+        async with self._engine.connect() as conn, lock or contextlib.nullcontext():
+            yield conn
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction; returns how many ran."""
@@ -266,6 +278,19 @@ class SqlStore:
             await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
             await conn.execute(delete(claims).where(claims.c.claimed_at < now - timedelta(days=2)))
             return await _get_job(conn, slot.entry.job_id)
+
+    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
+        async with self._transaction(write=True) as conn:
+            state = (
+                await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))
+            ).one()
+            if state.paused_until is not None and now < state.paused_until:
+                return state.paused_until
+            wait_until = await _budget_wait_until(conn, budget, now)
+            if wait_until is not None:
+                return wait_until
+            await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
+            return None
 
     async def _lock_first(
         self, conn: AsyncConnection, order: list[fairness.Slot]
