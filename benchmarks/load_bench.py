@@ -118,7 +118,7 @@ class PhaseReport:
 
 async def run_phase(name: str, config: LoadConfig, *, spread: float, trace: bool) -> PhaseReport:
     photos = phone_photos()
-    fake = FakeAgentAI()
+    fake = FakeAgentAI(keep_photos=False)
     fake.delay = config.api_delay
     async with running_bot(fake, BotConfig(budget=UNTHROTTLED)) as sim:
         _, channel, members = await open_guild(

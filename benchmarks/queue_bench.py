@@ -28,7 +28,6 @@ import asyncio
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -63,25 +62,6 @@ MAX_MINUTES = 30
 # SimCord treats a sleep as parked only beyond its settle window, so the dispatcher's
 # idle poll (QUEUE_POLL_SECONDS, 30 s) must outlast it; long enough for the 200-burst.
 SETTLE_SECONDS = 10.0
-
-
-class VirtualClockFakeAgentAI(FakeAgentAI):
-    """The fake agent.ai with its per-minute limiter on an injected clock (seconds)."""
-
-    def __init__(self, *, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(per_minute=per_minute)
-        self.clock = clock
-
-    def _over_rate_limit(self) -> bool:
-        if self.per_minute is None:
-            return False
-        now = self.clock()
-        while self._window and now - self._window[0] >= 60:
-            self._window.popleft()
-        if len(self._window) >= self.per_minute:
-            return True
-        self._window.append(now)
-        return False
 
 
 @dataclass(frozen=True)
@@ -127,7 +107,7 @@ class QueueReport:
 
 
 async def run_queue(config: QueueConfig) -> QueueReport:
-    fake = VirtualClockFakeAgentAI(per_minute=BUDGET.per_minute)
+    fake = FakeAgentAI(per_minute=BUDGET.per_minute)  # its clock: the virtual one, below
     fake.delay = API_DELAY
     bot_config = BotConfig(
         budget=BUDGET,

@@ -126,7 +126,7 @@ class FaultyAgentAI(FakeAgentAI):
     """The fake agent.ai answering a random share of requests with a fault."""
 
     def __init__(self, *, per_minute: int, rng: random.Random, share: float) -> None:
-        super().__init__(per_minute=per_minute)
+        super().__init__(per_minute=per_minute, keep_photos=False)
         self.rng = rng
         self.share = share
         self.injected: Counter[str] = Counter()

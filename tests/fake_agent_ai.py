@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,8 +66,20 @@ class RecordedRequest:
 
 
 class FakeAgentAI:
-    def __init__(self, *, token: str = TOKEN, per_minute: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        token: str = TOKEN,
+        per_minute: int | None = None,
+        keep_photos: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``per_minute`` enforces the published limit on ``clock`` (seconds; a test may
+        pass a virtual one). ``keep_photos=False`` records upload bodies without their
+        megabytes of photo data, so long runs measure the bot's memory, not the fake's."""
         self.token = token
+        self.clock = clock
+        self.keep_photos = keep_photos
         self.per_minute = per_minute
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
@@ -132,6 +144,8 @@ class FakeAgentAI:
         problems = check_body(body) if isinstance(body, dict) else ["body is not an object"]
         if problems:
             return self._reject("; ".join(problems))
+        if not self.keep_photos and "photos_json" in body:
+            body["photos_json"] = f"<{len(body['photos_json'])} characters>"
         self.requests.append(RecordedRequest(body, dict(request.headers), time.monotonic()))
         reply = self._script.popleft() if self._script else None
         await asyncio.sleep(reply.delay if reply and reply.delay else self.delay)
@@ -140,7 +154,7 @@ class FakeAgentAI:
     def _over_rate_limit(self) -> bool:
         if self.per_minute is None:
             return False
-        now = time.monotonic()
+        now = self.clock()
         while self._window and now - self._window[0] >= 60:
             self._window.popleft()
         if len(self._window) >= self.per_minute:

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
+from tests.processes import Completed, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@dataclass
-class Completed:
-    code: int
-    stdout: str
-    stderr: str
-
-
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> Completed:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "avatar_api",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return Completed(process.returncode, out.decode(), err.decode())
+    return await run_python("-m", "avatar_api", *args, env=env, cwd=cwd)
 
 
 @pytest.fixture

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import os
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from avatarbot.settings import Settings
 from bot import AvatarBot
 from tests.bot_world import DISCORD_TOKEN, QUEUE_POLL_SECONDS, outcome
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
+from tests.processes import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,18 +27,8 @@ async def run_bot_process(
     code = "import sys, bot; sys.exit(bot.main())"
     if discord_api is not None:
         code = f"import discord.http; discord.http.Route.BASE = {discord_api!r}; " + code
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        code,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT), **env},
-        cwd=cwd,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    done = await run_python("-c", code, env=env, cwd=cwd)
+    return done.code, done.stdout, done.stderr
 
 
 VALID = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN}
