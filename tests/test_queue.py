@@ -351,3 +351,26 @@ async def test_wake_serves_a_new_job_without_waiting_for_the_poll(
     assert listener.finished[0].id == queued.id
     await dispatcher.stop(timeout=1)
     assert not dispatcher.running
+
+
+async def test_a_graceful_stop_lets_the_call_under_way_finish_and_tells_its_requester(
+    store: SqlStore,
+    clock: Clock,
+    fake_agent_ai: FakeAgentAI,
+    listener: RecordingListener,
+    make_dispatcher: Callable[..., Dispatcher],
+) -> None:
+    fake_agent_ai.delay = 0.3
+    in_flight = await enqueue(store, clock, job(1))
+    waiting = await enqueue(store, clock, job(2))
+    dispatcher = make_dispatcher(max_concurrency=1)
+    await dispatcher.start()
+    await eventually(lambda: fake_agent_ai.calls == 1)
+
+    await dispatcher.stop(timeout=5)
+
+    assert [j.id for j in listener.finished] == [in_flight.id]
+    assert listener.outcome(in_flight.id).state is JobState.SUCCEEDED
+    assert (await store.get_job(waiting.id)).state is JobState.QUEUED, "left for the next start"
+    assert fake_agent_ai.calls == 1
+    await eventually(lambda: _all_notified(store, [in_flight.id]))
