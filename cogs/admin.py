@@ -17,7 +17,7 @@ from discord.ext import commands
 
 from avatar_api.preflight import Check
 from avatarbot.policy import normalize_blocked_words
-from avatarbot.store.base import GuildSettings
+from avatarbot.store.base import GuildSettings, Store
 
 from .errors import AvatarError, reply_to_error
 from .ui import NO_MENTIONS, WORKING, choice_label, safe
@@ -84,7 +84,7 @@ class AdminCog(
         await reply_to_error(interaction, error)
 
     @property
-    def store(self):
+    def store(self) -> Store:
         return self.bot.store
 
     async def _update(
