@@ -20,7 +20,7 @@ from .policy import (
     limits_for,
     refusal_for_quota,
 )
-from .store.base import JobMode, JobRecord, NewJob, QuotaStatus, Store
+from .store.base import GuildSettings, JobMode, JobRecord, NewJob, QuotaStatus, Store
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,7 @@ class AvatarService:
         self, requester: Requester, mode: JobMode, options: Mapping[str, str]
     ) -> Refusal | None:
         """Everything that can refuse a request without counting: settings, block, words."""
-        settings = await self.store.get_guild_settings(requester.guild_id)
-        block = await self.store.get_block(requester.guild_id, requester.user_id)
-        texts = {name: options.get(name) for name in CHECKED_TEXTS}
-        refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
-        if refusal is not None:
-            await self._record_refusal(requester, mode, options, (), refusal)
+        _, refusal = await self._screen(requester, mode, options)
         return refusal
 
     async def submit(
@@ -71,10 +66,9 @@ class AvatarService:
         photo_sizes: tuple[int, ...] = (),
     ) -> Admission:
         """Check again (settings may have changed) and queue atomically within the quotas."""
-        refusal = await self.check(requester, mode, options)
+        settings, refusal = await self._screen(requester, mode, options)
         if refusal is not None:
             return Admission(refusal=refusal)
-        settings = await self.store.get_guild_settings(requester.guild_id)
         limits = limits_for(settings, max_active_per_user=self._max_active_per_user)
         now = self._clock()
         job = _new_job(requester, mode, options, owner, photo_sizes)
@@ -98,17 +92,28 @@ class AvatarService:
             requester.guild_id, requester.user_id, limits_for(settings), self._clock()
         )
 
+    async def _screen(
+        self, requester: Requester, mode: JobMode, options: Mapping[str, str]
+    ) -> tuple[GuildSettings, Refusal | None]:
+        """The server's settings, and the refusal they (or a block, or a word) call for."""
+        settings = await self.store.get_guild_settings(requester.guild_id)
+        block = await self.store.get_block(requester.guild_id, requester.user_id)
+        texts = {name: options.get(name) for name in CHECKED_TEXTS}
+        refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
+        if refusal is not None:
+            await self._record_refusal(requester, mode, options, refusal)
+        return settings, refusal
+
     async def _record_refusal(
         self,
         requester: Requester,
         mode: JobMode,
         options: Mapping[str, str],
-        photo_sizes: tuple[int, ...],
         refusal: Refusal,
     ) -> None:
         if refusal.reason is RefusalReason.BLOCKED_WORD:
             options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
-        job = _new_job(requester, mode, options, "", photo_sizes)
+        job = _new_job(requester, mode, options, "", ())
         await self.store.record_refused(job, refusal.reason.value, self._clock())
 
 
