@@ -90,18 +90,14 @@ def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> st
 
 
 async def download_attachment(attachment: discord.Attachment, index: int) -> bytes:
-    """Download one photo. ``Attachment.size`` is Discord's own measure, checked beforehand."""
+    """Download one photo; its declared size was checked first, its real size and bytes
+    are checked by :func:`~avatar_api.photos.prepare_photos`."""
     try:
-        data = await attachment.read()
+        return await attachment.read()
     except discord.HTTPException:
         raise PhotoError(
             "could not be downloaded from Discord; attach it again", photo_index=index
         ) from None
-    if len(data) > PHOTO_LIMITS.max_bytes:
-        raise PhotoError(
-            "is larger than Discord said it was", photo_index=index, reason="too_large"
-        )
-    return data
 
 
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
