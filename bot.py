@@ -44,8 +44,13 @@ DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published lim
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
-class AvatarBot(commands.Bot):
-    """The bot. Build it with :class:`Settings`; everything else is made in :meth:`setup_hook`."""
+class AvatarBot(commands.AutoShardedBot):
+    """The bot. Build it with :class:`Settings`; everything else is made in :meth:`setup_hook`.
+
+    Always sharded: with ``SHARD_COUNT`` unset, one process runs as many shards as
+    Discord recommends (a bot in more than 2,500 servers needs several); with
+    ``SHARD_IDS``, this process runs only those of ``SHARD_COUNT``.
+    """
 
     http_session: aiohttp.ClientSession
     avatar_client: AvatarClient
@@ -72,6 +77,8 @@ class AvatarBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.shard_ids) if settings.shard_ids is not None else None,
         )
         self.settings = settings
         self.extensions_to_load = tuple(extensions)

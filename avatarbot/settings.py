@@ -23,7 +23,11 @@ _HELP = {
     "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:port/db",
     "DISCORD_DEV_GUILD_ID": "a server id (right-click the server with Developer Mode on)",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "SHARD_COUNT": "the number of Discord shards over all processes, a whole number from 1",
+    "SHARD_IDS": "the shards this process runs, such as 0,1 or 0-3, each below SHARD_COUNT "
+    "(several processes share one PostgreSQL DATABASE_URL)",
 }
+MAX_SHARD_COUNT = 100_000
 
 
 class SettingsError(Exception):
@@ -42,18 +46,26 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     dev_guild_id: int | None = None
     log_level: int = logging.INFO
+    shard_count: int | None = None
+    """None: Discord's recommended count, every shard in this process."""
+    shard_ids: tuple[int, ...] | None = None
+    """None: every shard of ``shard_count``."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment (over ``.env``); raise :class:`SettingsError` on the first fault."""
         env = dict(environ) if environ is not None else load_environment()
+        database_url = _database_url(env.get("DATABASE_URL", ""))
+        shard_count = _shard_count(env.get("SHARD_COUNT", ""))
         return cls(
             discord_token=_discord_token(env.get("DISCORD_TOKEN", "")),
             agent_ai_token=_agent_ai_token(env.get("AGENT_AI_TOKEN", "")),
             agent_ai_base_url=_base_url(env.get("AGENT_AI_BASE_URL", "")),
-            database_url=_database_url(env.get("DATABASE_URL", "")),
+            database_url=database_url,
             dev_guild_id=_guild_id(env.get("DISCORD_DEV_GUILD_ID", "")),
             log_level=_log_level(env.get("LOG_LEVEL", "")),
+            shard_count=shard_count,
+            shard_ids=_shard_ids(env.get("SHARD_IDS", ""), shard_count, database_url),
         )
 
 
@@ -115,3 +127,42 @@ def _log_level(value: str) -> int:
     if level is None:
         raise SettingsError("LOG_LEVEL", "is not a logging level")
     return level
+
+
+def _shard_count(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_SHARD_COUNT:
+        raise SettingsError("SHARD_COUNT", "is not a whole number from 1")
+    return int(value)
+
+
+def _shard_ids(value: str, shard_count: int | None, database_url: str) -> tuple[int, ...] | None:
+    value = value.strip()
+    if not value:
+        return None
+    if shard_count is None:
+        raise SettingsError("SHARD_IDS", "is set but SHARD_COUNT is not")
+    if not database_url.startswith(("postgresql://", "postgres://")):
+        raise SettingsError("SHARD_IDS", "needs a postgresql:// DATABASE_URL, not SQLite")
+    ids: list[int] = []
+    for part in value.split(","):
+        ids.extend(_shard_range(part.strip(), shard_count))
+    if len(set(ids)) != len(ids):
+        raise SettingsError("SHARD_IDS", "names a shard twice")
+    return tuple(sorted(ids))
+
+
+def _shard_range(part: str, shard_count: int) -> range:
+    """One item of ``SHARD_IDS``: ``3`` or ``0-3`` (inclusive)."""
+    first, dash, last = part.partition("-")
+    bounds = (first, last) if dash else (first, first)
+    if not all(b.strip().isascii() and b.strip().isdigit() for b in bounds):
+        raise SettingsError("SHARD_IDS", f"has {part[:20]!r}, which is neither a shard nor a range")
+    low, high = (int(b) for b in bounds)
+    if low > high:
+        raise SettingsError("SHARD_IDS", f"has the range {part[:20]!r}, which runs backwards")
+    if high >= shard_count:
+        raise SettingsError("SHARD_IDS", f"names shard {high}, but SHARD_COUNT is {shard_count}")
+    return range(low, high + 1)

@@ -339,7 +339,9 @@ async def running_bot(fake: FakeAgentAI, config: BotConfig) -> AsyncIterator[Sim
             api_retry=config.api_retry,
             **extra,
         )
-        env = simcord.Env(bot, settle_timeout=config.settle_timeout, check_errors=False)
+        env = simcord.Env(
+            bot, shard_count=1, settle_timeout=config.settle_timeout, check_errors=False
+        )
         await env.start()
         try:
             yield Sim(env, bot, fake, install_timed_log(env), db_path)
