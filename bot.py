@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin")
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
-DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token
+# agent.ai's published limits per token, kept with a 1 s margin (see Budget.margin).
+DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)
 
 
 # The bot never joins voice: no warnings about voice libraries at start-up.
@@ -65,7 +66,7 @@ class AvatarBot(commands.AutoShardedBot):
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
         worker_id: str | None = None,
         queue_poll_seconds: float = QUEUE_POLL_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Callable[[], datetime] | None = None,
         budget: Budget = DEFAULT_BUDGET,
         api_timeout: float = DEFAULT_TIMEOUT,
         api_retry: RetryPolicy | None = None,
@@ -85,7 +86,10 @@ class AvatarBot(commands.AutoShardedBot):
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.job_relay = JobRelay()
         self.queue_poll_seconds = queue_poll_seconds
-        self.clock = clock
+        # An injected clock (tests on virtual time) is the only clock, the budget's too;
+        # none: the process clock, and the database's clock for the shared budget.
+        self.clock = clock or utc_now
+        self._store_clock = clock
         self.budget = budget
         self.api_timeout = api_timeout
         self.api_retry = api_retry
@@ -99,7 +103,7 @@ class AvatarBot(commands.AutoShardedBot):
             timeout=self.api_timeout,
             retry=self.api_retry,
         )
-        self.store = await open_store(self.settings.database_url)
+        self.store = await open_store(self.settings.database_url, clock=self._store_clock)
         self.service = AvatarService(self.store, clock=self.clock)
         self.dispatcher = Dispatcher(
             self.store,

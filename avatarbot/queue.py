@@ -68,8 +68,8 @@ def estimate_start(
 ) -> datetime:
     """When the job at ``position`` should start if the budget is the only limit."""
     base = max(now, next_claim_at) if next_claim_at is not None else now
-    minutes_ahead = (position - 1) // budget.per_minute
-    return base + timedelta(minutes=minutes_ahead)
+    windows_ahead = (position - 1) // budget.per_minute
+    return base + budget.span * windows_ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +223,7 @@ class Dispatcher:
             if job is None:
                 break
             self._spawn(job)
-        next_claim_at = await self._store.next_claim_at(self._budget, self._clock())
+        next_claim_at = await self._store.next_claim_at(self._budget)
         await self._report_positions(next_claim_at)
         if len(self._in_flight) >= self._max_concurrency or next_claim_at is None:
             return self._poll_interval
@@ -295,7 +295,9 @@ class Dispatcher:
                     JobState.FAILED, error_kind=PHOTOS_LOST_KIND, error_message=PHOTOS_LOST_MESSAGE
                 )
             request = AvatarRequest.from_options(job.mode.value, job.options, photos)
-            result = await self._client.create_avatar(request, before_retry=self._reserve_retry)
+            result = await self._client.create_avatar(
+                request, before_attempt=lambda attempt: self._await_send_permit(job, attempt)
+            )
         except RateLimitError as error:
             pause = error.retry_after if error.retry_after else DEFAULT_RATE_LIMIT_PAUSE
             return _failed(error, pause_seconds=pause)
@@ -309,13 +311,21 @@ class Dispatcher:
             )
         return _succeeded(result)
 
-    async def _reserve_retry(self) -> None:
-        """A retry is one more request to agent.ai: wait for a slot of the shared budget."""
+    async def _await_send_permit(self, job: JobRecord, attempt: int) -> None:
+        """Right before a request is sent: wait for its slot of the shared budget.
+
+        The first attempt moves the slot its claim held to now; a retry takes one more.
+        """
         while True:
-            until = await self._store.reserve_request(self.worker_id, self._budget, self._clock())
-            if until is None:
+            wait = await _retrying_store_errors(
+                f"job {job.id}: taking a budget slot",
+                lambda: self._store.acquire_send_permit(
+                    self.worker_id, job.id, self._budget, first=attempt == 0
+                ),
+            )
+            if wait is None:
                 return
-            await asyncio.sleep(max(0.05, (until - self._clock()).total_seconds()))
+            await asyncio.sleep(max(0.01, wait))
 
     async def _photos_for(self, job: JobRecord) -> tuple[Photo, ...]:
         if job.mode is not JobMode.UPLOAD:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from avatarbot.store import SqlStore, StoreConfigError, open_store
 from avatarbot.store.base import (
@@ -21,6 +22,7 @@ from avatarbot.store.base import (
     QuotaRefusal,
 )
 from avatarbot.store.migrations import MIGRATIONS
+from avatarbot.store.schema import claims
 from avatarbot.store.url import Backend, parse_database_url
 from tests.store_fixtures import Clock, StoreFactory, clock, store, store_factory
 
@@ -473,7 +475,7 @@ async def test_budget_per_minute_is_a_sliding_window(store: SqlStore, clock: Clo
 
 async def test_next_claim_at_follows_the_budget(store: SqlStore, clock: Clock) -> None:
     budget = Budget(per_minute=2, per_day=3)
-    assert await store.next_claim_at(budget, clock.now) is None  # nothing queued
+    assert await store.next_claim_at(budget) is None  # nothing queued
     for user in range(5):
         await enqueue(store, clock, new_job(user_id=user), step=0)
     start = clock.now
@@ -481,14 +483,15 @@ async def test_next_claim_at_follows_the_budget(store: SqlStore, clock: Clock) -
     clock.advance(10)
     assert await store.claim_next_job("w1", budget, clock.now)
     assert await store.claim_next_job("w1", budget, clock.now) is None
-    assert await store.next_claim_at(budget, clock.now) == start + timedelta(seconds=60)
-    clock.now = start + timedelta(seconds=60)
-    assert await store.next_claim_at(budget, clock.now) is None
+    span = budget.window + budget.margin  # agent.ai's window and the bot's margin
+    assert await store.next_claim_at(budget) == start + span
+    clock.now = start + span
+    assert await store.next_claim_at(budget) is None
     assert await store.claim_next_job("w1", budget, clock.now)
     clock.advance(120)
     # Three claims today: the day's budget is spent until midnight UTC.
     assert await store.claim_next_job("w1", budget, clock.now) is None
-    assert await store.next_claim_at(budget, clock.now) == datetime(2024, 5, 2, tzinfo=UTC)
+    assert await store.next_claim_at(budget) == datetime(2024, 5, 2, tzinfo=UTC)
 
 
 async def test_pause_dispatch(store: SqlStore, clock: Clock) -> None:
@@ -497,7 +500,7 @@ async def test_pause_dispatch(store: SqlStore, clock: Clock) -> None:
     await store.pause_dispatch(until)
     await store.pause_dispatch(clock.now + timedelta(seconds=5))  # an earlier end never shortens
     assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is None
-    assert await store.next_claim_at(BIG_BUDGET, clock.now) == until
+    assert await store.next_claim_at(BIG_BUDGET) == until
     clock.now = until
     assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is not None
 
@@ -708,19 +711,78 @@ async def test_a_retry_takes_a_slot_of_the_shared_budget(store: SqlStore, clock:
     budget = Budget(per_minute=2, per_day=100)
     await enqueue(store, clock, new_job(1))
     await enqueue(store, clock, new_job(2))
-    assert await store.claim_next_job("w1", budget, clock.now) is not None
+    claimed = await store.claim_next_job("w1", budget, clock.now)
+    assert claimed is not None
+    first = store.acquire_send_permit("w1", claimed.id, budget, first=True)
+    assert await first is None, "the first attempt uses the slot its claim holds"
 
-    assert await store.reserve_request("w1", budget, clock.now) is None  # the retry's slot
-    wait = await store.reserve_request("w1", budget, clock.now)
+    assert await store.acquire_send_permit("w1", claimed.id, budget, first=False) is None
+    wait = await store.acquire_send_permit("w1", claimed.id, budget, first=False)
     assert wait is not None
-    assert wait > clock.now
+    assert wait > 0
     assert await store.claim_next_job("w1", budget, clock.now) is None, "the window is full"
 
-    clock.advance((wait - clock.now).total_seconds() + 0.001)
+    clock.advance(wait + 0.001)
+    assert await store.claim_next_job("w1", budget, clock.now) is not None
+
+
+async def test_the_slot_moves_to_the_send_so_a_late_send_delays_the_next_window(
+    store: SqlStore, clock: Clock
+) -> None:
+    """Counted when sent, not when claimed: a send 30 s after its claim holds its slot
+    for a full window from the send."""
+    budget = Budget(per_minute=1, per_day=100, margin=timedelta(0))
+    for user in (1, 2):
+        await enqueue(store, clock, new_job(user))
+    claimed = await store.claim_next_job("w1", budget, clock.now)
+    assert claimed is not None
+    clock.advance(30)  # e.g. a slow Discord edit between the claim and the send
+    assert await store.acquire_send_permit("w1", claimed.id, budget, first=True) is None
+    clock.advance(31)  # 61 s after the claim, 31 s after the send
+    assert await store.claim_next_job("w1", budget, clock.now) is None
+    assert await store.next_claim_at(budget) == clock.now + timedelta(seconds=29)
+    clock.advance(29.001)
     assert await store.claim_next_job("w1", budget, clock.now) is not None
 
 
 async def test_a_retry_waits_out_a_pause(store: SqlStore, clock: Clock) -> None:
     until = clock.now + timedelta(seconds=30)
     await store.pause_dispatch(until)
-    assert await store.reserve_request("w1", Budget(), clock.now) == until
+    assert await store.acquire_send_permit("w1", 1, Budget(), first=False) == 30.0
+
+
+async def test_concurrent_senders_keep_the_window_on_the_database_clock(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    """Four "processes" claim and send as fast as they can for a few short windows; the
+    send times, on the database's clock, never put more than the limit in one window."""
+    budget = Budget(per_minute=4, per_day=1000, window=timedelta(seconds=0.5), margin=timedelta(0))
+    stores = [await store_factory.open(database_clock=True) for _ in range(4)]
+    for user in range(40):
+        await enqueue(stores[0], clock, new_job(user_id=user), step=0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.6
+
+    async def send_all(store: SqlStore, worker: str) -> None:
+        while loop.time() < deadline:
+            job = await store.claim_next_job(worker, budget, clock.now)
+            if job is None:
+                await asyncio.sleep(0.005)
+                continue
+            await asyncio.sleep(0.02)  # a Discord edit between the claim and the send
+            await send_when_permitted(store, worker, job.id)
+
+    async def send_when_permitted(store: SqlStore, worker: str, job_id: int) -> None:
+        for _ in range(100):
+            wait = await store.acquire_send_permit(worker, job_id, budget, first=True)
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
+        raise AssertionError("no permit in 100 tries")
+
+    await asyncio.gather(*(send_all(s, f"w{i}") for i, s in enumerate(stores)))
+    async with stores[0]._transaction(write=False) as conn:
+        sent = sorted((await conn.execute(select(claims.c.claimed_at))).scalars())
+    assert len(sent) >= 8, "several windows were filled"
+    for start in sent:
+        assert sum(start <= t < start + budget.window for t in sent) <= budget.per_minute

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from .base import Store
 from .dialect import create_engine
@@ -14,11 +16,17 @@ __all__ = ["SqlStore", "Store", "StoreConfigError", "open_store"]
 log = logging.getLogger(__name__)
 
 
-async def open_store(database_url: str, *, schema: str | None = None) -> SqlStore:
+async def open_store(
+    database_url: str,
+    *,
+    schema: str | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> SqlStore:
     """Open the database named by ``DATABASE_URL`` and bring its schema up to date.
 
     ``schema`` (PostgreSQL only) selects the schema to work in; tests isolate
-    themselves with it. A malformed URL is a :class:`StoreConfigError`.
+    themselves with it. ``clock`` replaces the database's clock for the budget
+    (tests on virtual time). A malformed URL is a :class:`StoreConfigError`.
     """
     target = parse_database_url(database_url)
     if target.sqlite_path is not None:
@@ -26,7 +34,7 @@ async def open_store(database_url: str, *, schema: str | None = None) -> SqlStor
     if schema is not None and target.backend is not Backend.POSTGRESQL:
         raise StoreConfigError("a schema can only be chosen for PostgreSQL")
     engine = create_engine(target, schema=schema)
-    store = SqlStore(engine, target.backend, in_memory=target.in_memory)
+    store = SqlStore(engine, target.backend, in_memory=target.in_memory, clock=clock)
     try:
         applied = await store.migrate()
     except BaseException:

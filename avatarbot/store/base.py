@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -143,14 +143,30 @@ class EnqueueResult:
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """agent.ai's published limits for one token, shared by every worker."""
+    """agent.ai's published limits for one token, shared by every worker.
+
+    Requests are counted when they are *sent*: at most ``per_minute`` in any
+    sliding ``window`` and ``per_day`` in a UTC day. ``margin`` widens the window
+    the bot keeps to, since agent.ai counts a request when it *arrives*: a first
+    request that arrives late and a 21st that arrives fast must still be a window
+    apart. (Tests shorten the window; the names keep the published meaning.)
+    """
 
     per_minute: int = 20
     per_day: int = 1000
+    window: timedelta = timedelta(seconds=60)
+    margin: timedelta = timedelta(seconds=1)
 
     def __post_init__(self) -> None:
         if self.per_minute < 1 or self.per_day < 1:
             raise ValueError("a budget allows at least one request a minute and a day")
+        if self.window <= timedelta(0) or self.margin < timedelta(0):
+            raise ValueError("a budget's window must be positive and its margin not negative")
+
+    @property
+    def span(self) -> timedelta:
+        """How far apart the bot keeps request ``n`` and request ``n + per_minute``."""
+        return self.window + self.margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,21 +231,30 @@ class Store(Protocol):
     async def claim_next_job(self, worker: str, budget: Budget, now: datetime) -> JobRecord | None:
         """Mark the next job running, fairly across servers and members, if the budget allows.
 
-        Returns None when nothing is queued, the budget's minute or day is spent,
+        Returns None when nothing is queued, the budget's window or day is spent,
         or the store is paused (see :meth:`pause_dispatch`). Upload jobs are only
-        claimed by their owner (only its memory holds the photos).
+        claimed by their owner (only its memory holds the photos). The claim holds
+        a slot of the budget that :meth:`acquire_send_permit` moves to the moment
+        the request is sent. ``now`` stamps the job; the budget runs on the store's
+        clock (the database's, read inside the budget lock), so that every process
+        counts on one clock.
         """
         ...
 
-    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
-        """Take one request of the shared budget for a retry of a running job.
+    async def acquire_send_permit(
+        self, worker: str, job_id: int, budget: Budget, *, first: bool
+    ) -> float | None:
+        """Take the budget slot for one request of ``job_id``, right before it is sent.
 
-        Returns None when taken, or when to ask again (budget spent, or paused).
+        ``first``: the job's first attempt, which moves the slot its claim held to
+        now; a retry takes one more slot. Returns None when taken, else the seconds
+        to wait before asking again (budget spent, or paused).
         """
         ...
 
-    async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
-        """When the budget next allows a claim (None: now, or nothing queued)."""
+    async def next_claim_at(self, budget: Budget) -> datetime | None:
+        """When the budget next allows a claim, on the store's clock (None: now, or nothing
+        queued)."""
         ...
 
     async def pause_dispatch(self, until: datetime) -> None:

@@ -122,8 +122,17 @@ def _v1_statements(backend: Backend) -> list[str]:
     ]
 
 
+def _v2_statements(backend: Backend) -> list[str]:
+    # Additive only: a process of the previous version keeps working on this schema.
+    return [
+        "ALTER TABLE claims ADD COLUMN job_id BIGINT",
+        "CREATE INDEX ix_claims_job ON claims (job_id)",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "settings, blocks, consent, jobs, quota resets, dispatch", _v1_statements),
+    Migration(2, "budget slots name their job (counted when the request is sent)", _v2_statements),
 )
 
 _SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (

@@ -152,6 +152,7 @@ claims = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("worker", Text, nullable=False),
+    Column("job_id", BigInteger),
 )
 
 workers = Table(

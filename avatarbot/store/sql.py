@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -57,7 +58,6 @@ from .url import Backend
 log = logging.getLogger(__name__)
 
 WORKER_TIMEOUT = timedelta(seconds=30)
-BUDGET_WINDOW = timedelta(seconds=60)
 TOP_MEMBERS = 5
 MAX_ERROR_MESSAGE = 1000
 # Forgotten members' rows are kept only while they still count for today's limits.
@@ -93,10 +93,14 @@ class SqlStore:
         *,
         in_memory: bool = False,
         worker_timeout: timedelta = WORKER_TIMEOUT,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._engine = engine
         self._backend = backend
         self._worker_timeout = worker_timeout
+        # The budget's clock. None: PostgreSQL's clock_timestamp(), one clock for every
+        # process; SQLite's one process uses its own. Tests inject a virtual clock.
+        self._clock = clock
         # SQLite has one writer at a time anyway; queueing writers here instead of in
         # SQLite's busy handler avoids its sleep-and-retry latency. An in-memory
         # database is one shared connection, so readers must queue too.
@@ -127,6 +131,18 @@ class SqlStore:
         lock = self._write_lock if write or self._share_lock_with_readers else None
         async with lock or contextlib.nullcontext(), self._engine.connect() as conn:
             yield conn
+
+    async def _budget_now(self, conn: AsyncConnection) -> datetime:
+        """The budget's "now"; call it inside the budget lock, never before it."""
+        if self._clock is not None:
+            return self._clock()
+        if self._backend is Backend.POSTGRESQL:
+            return _as_utc(await conn.scalar(text("SELECT clock_timestamp()")))
+        return datetime.now(UTC)
+
+    async def _lock_dispatch_state(self, conn: AsyncConnection) -> Row[Any]:
+        """The one dispatch_state row is the global budget lock: budget steps serialize on it."""
+        return (await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))).one()
 
     async def migrate(self) -> int:
         """Apply pending migrations, each in its own transaction; returns how many ran."""
@@ -247,13 +263,11 @@ class SqlStore:
     # --- dispatch -------------------------------------------------------------
     async def claim_next_job(self, worker: str, budget: Budget, now: datetime) -> JobRecord | None:
         async with self._transaction(write=True) as conn:
-            # The one dispatch_state row is the global budget lock: claims serialize on it.
-            state = (
-                await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))
-            ).one()
-            if state.paused_until is not None and now < state.paused_until:
+            state = await self._lock_dispatch_state(conn)
+            at = await self._budget_now(conn)
+            if state.paused_until is not None and at < state.paused_until:
                 return None
-            if await _budget_wait_until(conn, budget, now) is not None:
+            if await _budget_wait_until(conn, budget, at) is not None:
                 return None
             entries = await _queued_entries(conn)
             order = [s for s in fairness.fair_order(entries) if s.entry.claimable_by(worker)]
@@ -261,9 +275,10 @@ class SqlStore:
             if slot is None:
                 return None
             await _take_slot(conn, slot, entries, state.guild_clock)
+            job_id = slot.entry.job_id
             await conn.execute(
                 update(jobs)
-                .where(jobs.c.id == slot.entry.job_id)
+                .where(jobs.c.id == job_id)
                 .values(
                     state=JobState.RUNNING.value,
                     started_at=now,
@@ -271,21 +286,28 @@ class SqlStore:
                     guild_turn=slot.turn,
                 )
             )
-            await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
-            await conn.execute(delete(claims).where(claims.c.claimed_at < now - timedelta(days=2)))
-            return await _get_job(conn, slot.entry.job_id)
+            # The claim holds a slot; acquire_send_permit moves it to the send.
+            await conn.execute(insert(claims).values(claimed_at=at, worker=worker, job_id=job_id))
+            return await _get_job(conn, job_id)
 
-    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
+    async def acquire_send_permit(
+        self, worker: str, job_id: int, budget: Budget, *, first: bool
+    ) -> float | None:
         async with self._transaction(write=True) as conn:
-            state = (
-                await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))
-            ).one()
-            if state.paused_until is not None and now < state.paused_until:
-                return state.paused_until
-            wait_until = await _budget_wait_until(conn, budget, now)
+            state = await self._lock_dispatch_state(conn)
+            at = await self._budget_now(conn)
+            if state.paused_until is not None and at < state.paused_until:
+                return _seconds_until(state.paused_until, at)
+            held = await _held_slot(conn, job_id) if first else None
+            wait_until = await _budget_wait_until(conn, budget, at, excluding=held)
             if wait_until is not None:
-                return wait_until
-            await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
+                return _seconds_until(wait_until, at)
+            if held is not None:
+                await conn.execute(update(claims).where(claims.c.id == held).values(claimed_at=at))
+            else:
+                await conn.execute(
+                    insert(claims).values(claimed_at=at, worker=worker, job_id=job_id)
+                )
             return None
 
     async def _lock_first(
@@ -301,7 +323,7 @@ class SqlStore:
         )
         return next((s for s in order if s.entry.job_id in available), None)
 
-    async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
+    async def next_claim_at(self, budget: Budget) -> datetime | None:
         async with self._transaction(write=False) as conn:
             queued = await conn.scalar(
                 select(jobs.c.id).where(jobs.c.state == JobState.QUEUED.value).limit(1)
@@ -309,8 +331,9 @@ class SqlStore:
             if queued is None:
                 return None
             paused_until = await conn.scalar(select(dispatch_state.c.paused_until))
-            budget_at = await _budget_wait_until(conn, budget, now)
-        candidates = [t for t in (paused_until, budget_at) if t is not None and t > now]
+            at = await self._budget_now(conn)
+            budget_at = await _budget_wait_until(conn, budget, at)
+        candidates = [t for t in (paused_until, budget_at) if t is not None and t > at]
         return max(candidates) if candidates else None
 
     async def pause_dispatch(self, until: datetime) -> None:
@@ -898,31 +921,46 @@ async def _take_slot(
 
 # --- budget ---------------------------------------------------------------------
 async def _budget_wait_until(
-    conn: AsyncConnection, budget: Budget, now: datetime
+    conn: AsyncConnection, budget: Budget, at: datetime, *, excluding: int | None = None
 ) -> datetime | None:
-    """When the budget next allows a claim, or None if it allows one now."""
-    window_start = now - BUDGET_WINDOW
+    """When the budget next has a free slot, or None if it has one at ``at``.
+
+    Every slot, held by a claim or spent by a sent request, is a ``claims`` row at
+    its time; ``excluding`` leaves out the slot the caller is about to move to ``at``.
+    Each new slot at ``at`` is checked against the span ending at ``at``, which is
+    enough for every span: the busiest one can always be shifted to end at a slot.
+    """
+    others = claims.c.id != excluding if excluding is not None else true()
     recent = list(
         (
             await conn.execute(
                 select(claims.c.claimed_at)
-                .where(claims.c.claimed_at > window_start, claims.c.claimed_at <= now)
+                .where(claims.c.claimed_at > at - budget.span, others)
                 .order_by(claims.c.claimed_at)
             )
         ).scalars()
     )
     waits: list[datetime] = []
     if len(recent) >= budget.per_minute:
-        # The window frees a place when its (len - per_minute + 1)-th oldest claim leaves it.
-        waits.append(recent[len(recent) - budget.per_minute] + BUDGET_WINDOW)
+        # A slot frees when the (len - per_minute + 1)-th oldest leaves the span.
+        waits.append(_as_utc(recent[len(recent) - budget.per_minute]) + budget.span)
     today = await conn.scalar(
-        select(func.count()).where(
-            claims.c.claimed_at >= day_start(now), claims.c.claimed_at <= now
-        )
+        select(func.count()).where(claims.c.claimed_at >= day_start(at), others)
     )
     if int(today or 0) >= budget.per_day:
-        waits.append(next_day_start(now))
+        waits.append(next_day_start(at))
     return max(waits) if waits else None
+
+
+async def _held_slot(conn: AsyncConnection, job_id: int) -> int | None:
+    """The slot the job's claim holds (its newest ``claims`` row), if any."""
+    return await conn.scalar(
+        select(claims.c.id).where(claims.c.job_id == job_id).order_by(claims.c.id.desc()).limit(1)
+    )
+
+
+def _seconds_until(moment: datetime, at: datetime) -> float:
+    return max(0.0, (moment - at).total_seconds())
 
 
 # --- recovery -------------------------------------------------------------------
