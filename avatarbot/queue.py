@@ -22,6 +22,7 @@ from avatar_api.exceptions import AvatarAPIError, RateLimitError
 from avatar_api.models import AvatarRequest, AvatarResult, Photo
 
 from .store.base import Budget, JobMode, JobRecord, JobState, Store
+from .store.notify import Notice, StoreEvent
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -93,7 +94,7 @@ class Dispatcher:
         listener: JobListener,
         max_concurrency: int = 4,
         poll_interval: float = 1.0,
-        heartbeat_interval: float = 10.0,
+        heartbeat_interval: float = 3.0,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if max_concurrency < 1:
@@ -144,6 +145,13 @@ class Dispatcher:
             event.set()
         self.wake()
 
+    def _on_notice(self, notice: Notice) -> None:
+        """Another process announced something: claim a queued job, or look after outcomes
+        and abandoned jobs now rather than at the next heartbeat."""
+        if notice.event is not StoreEvent.QUEUED:
+            self._last_heartbeat = None  # the next tick runs the upkeep round
+        self.wake()
+
     def wake(self) -> None:
         """Look at the queue now (call after an enqueue).
 
@@ -164,6 +172,7 @@ class Dispatcher:
         await self._store.heartbeat(self.worker_id, now)
         self._last_heartbeat = now
         await self._recover_and_deliver(now)
+        await self._store.listen(self._on_notice)
         self._task = asyncio.create_task(self._run(), name=f"dispatcher:{self.worker_id}")
         log.info("dispatcher %s started", self.worker_id)
 
@@ -192,6 +201,8 @@ class Dispatcher:
                 await asyncio.gather(*pending, return_exceptions=True)
         self._photos.clear()
         self._photo_generation.clear()
+        with contextlib.suppress(Exception):  # at worst the others wait for the timeout
+            await self._store.retire_worker(self.worker_id)
         log.info("dispatcher %s stopped", self.worker_id)
 
     # --- the loop -------------------------------------------------------------------

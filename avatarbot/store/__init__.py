@@ -8,6 +8,7 @@ from datetime import datetime
 
 from .base import Store
 from .dialect import create_engine
+from .notify import channel_name
 from .sql import SqlStore
 from .url import Backend, StoreConfigError, parse_database_url
 
@@ -34,7 +35,14 @@ async def open_store(
     if schema is not None and target.backend is not Backend.POSTGRESQL:
         raise StoreConfigError("a schema can only be chosen for PostgreSQL")
     engine = create_engine(target, schema=schema)
-    store = SqlStore(engine, target.backend, in_memory=target.in_memory, clock=clock)
+    store = SqlStore(
+        engine,
+        target.backend,
+        in_memory=target.in_memory,
+        clock=clock,
+        listen_url=target.url,
+        channel=channel_name(schema),
+    )
     try:
         applied = await store.migrate()
     except BaseException:

@@ -7,11 +7,14 @@ and PostgreSQL (several bot processes sharing one queue and one budget).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .notify import Notice
 
 
 class JobMode(StrEnum):
@@ -287,6 +290,15 @@ class Store(Protocol):
         """Fail a server's queued jobs (the bot left it); calls under way finish as usual."""
         ...
 
+    async def listen(self, handler: Callable[[Notice], None]) -> None:
+        """Hand ``handler`` what other processes announce: queued jobs, outcomes to tell,
+        workers that left (PostgreSQL; with SQLite there are no other processes)."""
+        ...
+
+    async def retire_worker(self, worker: str) -> None:
+        """``worker`` stopped cleanly: :meth:`recover` may adopt its jobs at once."""
+        ...
+
     async def heartbeat(self, worker: str, now: datetime) -> None:
         """Say that ``worker`` is alive; :meth:`recover` treats silent workers as dead."""
         ...
@@ -308,7 +320,7 @@ class Store(Protocol):
     async def recover(self, owner: str, now: datetime) -> list[JobRecord]:
         """Take over the jobs of dead workers; safe to call at start and periodically.
 
-        A worker other than ``owner`` is dead when its heartbeat is older than 30 s
+        A worker other than ``owner`` is dead when its heartbeat is older than 10 s
         (or it never sent one and its job is older than that); worker ids must be
         unique per process run. Running jobs it claimed fail ("Interrupted"); queued
         upload jobs it owned fail (their photos were only in its memory); its queued

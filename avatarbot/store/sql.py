@@ -25,9 +25,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from . import dialect, fairness, migrations
+from . import dialect, fairness, migrations, notify
 from .base import (
     Block,
     Budget,
@@ -57,7 +58,9 @@ from .url import Backend
 
 log = logging.getLogger(__name__)
 
-WORKER_TIMEOUT = timedelta(seconds=30)
+# With heartbeats every 3 s, a silent worker is found dead within 13 s.
+WORKER_TIMEOUT = timedelta(seconds=10)
+RETIRED = datetime(2000, 1, 1, tzinfo=UTC)  # the last_seen of a worker that stopped cleanly
 TOP_MEMBERS = 5
 MAX_ERROR_MESSAGE = 1000
 # Forgotten members' rows are kept only while they still count for today's limits.
@@ -94,6 +97,8 @@ class SqlStore:
         in_memory: bool = False,
         worker_timeout: timedelta = WORKER_TIMEOUT,
         clock: Callable[[], datetime] | None = None,
+        listen_url: URL | None = None,
+        channel: str | None = None,
     ) -> None:
         self._engine = engine
         self._backend = backend
@@ -106,13 +111,32 @@ class SqlStore:
         # database is one shared connection, so readers must queue too.
         self._write_lock = asyncio.Lock() if backend is Backend.SQLITE else None
         self._share_lock_with_readers = in_memory
+        self._listen_url = listen_url if backend is Backend.POSTGRESQL else None
+        self._channel = channel or notify.channel_name(None)
+        self._listeners: list[notify.Listener] = []
 
     @property
     def backend(self) -> Backend:
         return self._backend
 
     async def close(self) -> None:
+        for listener in self._listeners:
+            await listener.close()
+        self._listeners.clear()
         await self._engine.dispose()
+
+    async def listen(self, handler: notify.NoticeHandler) -> None:
+        """Hand ``handler`` what other processes announce (PostgreSQL; SQLite has no others)."""
+        if self._listen_url is None:
+            return
+        listener = notify.Listener(self._listen_url, self._channel, handler)
+        self._listeners.append(listener)
+        await listener.start()
+
+    async def _announce(self, conn: AsyncConnection, notice: notify.Notice) -> None:
+        """Wake other processes when this transaction commits."""
+        if self._backend is Backend.POSTGRESQL:
+            await notify.notify(conn, self._channel, notice)
 
     # --- plumbing -------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -247,7 +271,9 @@ class SqlStore:
                 "guild_turn": guild_turn,
                 "member_turn": member_turn,
             }
-            return EnqueueResult(job=await _insert_job(conn, values))
+            record = await _insert_job(conn, values)
+            await self._announce(conn, notify.Notice(notify.StoreEvent.QUEUED, record.id))
+            return EnqueueResult(job=record)
 
     async def record_refused(self, job: NewJob, refusal: str, now: datetime) -> JobRecord:
         values = _new_job_values(job, now) | {
@@ -371,6 +397,8 @@ class SqlStore:
                 )
             )
             record = await _get_job(conn, job_id)
+            if result.rowcount:
+                await self._announce(conn, notify.Notice(notify.StoreEvent.FINISHED, job_id))
         if record is None:
             raise LookupError(f"no job {job_id}")
         if not result.rowcount:
@@ -407,6 +435,8 @@ class SqlStore:
             )
             result = await conn.execute(select(jobs).where(jobs.c.id.in_(waiting)))
             failed = [job_from_row(row) for row in result]
+            for job in failed:
+                await self._announce(conn, notify.Notice(notify.StoreEvent.FINISHED, job.id))
         log.info("failed %d queued jobs of guild %d: %s", len(failed), guild_id, error_kind)
         return failed
 
@@ -418,6 +448,14 @@ class SqlStore:
                     index_elements=[workers.c.worker_id], set_={"last_seen": now}
                 )
             )
+
+    async def retire_worker(self, worker: str) -> None:
+        """``worker`` stopped cleanly: others may adopt its jobs now, not after the timeout."""
+        async with self._transaction(write=True) as conn:
+            await conn.execute(
+                update(workers).where(workers.c.worker_id == worker).values(last_seen=RETIRED)
+            )
+            await self._announce(conn, notify.Notice(notify.StoreEvent.WORKER_LEFT))
 
     async def mark_notified(self, job_id: int) -> None:
         async with self._transaction(write=True) as conn:
