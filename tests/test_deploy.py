@@ -275,3 +275,16 @@ def test_systemd_analyze_verify_would_catch_a_mistake(tmp_path: Path) -> None:
     result = verify_unit(broken, tmp_path)
     assert "restart specifier" in result.stderr
     assert "Unknown key 'ProtectSytem'" in result.stderr
+
+
+# --- the documented settings ---------------------------------------------------------------
+
+
+def test_every_setting_is_in_env_example_and_the_readme() -> None:
+    from avatarbot.settings import _HELP
+
+    example = (REPO / ".env.example").read_text()
+    readme = (REPO / "README.md").read_text()
+    for variable in _HELP:
+        assert re.search(rf"^(# )?{variable}=", example, re.MULTILINE), variable
+        assert f"| `{variable}` |" in readme, variable
