@@ -34,6 +34,7 @@ from tests.bot_world import (
 from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
 from tests.store_fixtures import POSTGRES_SKIP_REASON, POSTGRES_URL_ENV
 from tests.tcp_proxy import TcpProxy
+from tests.test_faults_process import pg_execute
 
 REQUIRED_METRICS = {
     "avatarbot_jobs",
@@ -65,7 +66,7 @@ async def bot_database(
         pytest.skip(POSTGRES_SKIP_REASON)
     target = make_url(base)
     name = f"health_{uuid.uuid4().hex[:12]}"
-    await _pg_admin(base, f'CREATE DATABASE "{name}"')
+    await pg_execute(base, f'CREATE DATABASE "{name}"')
     proxy = TcpProxy(target.host or "127.0.0.1", target.port or 5432)
     port = await proxy.start()
     try:
@@ -73,17 +74,7 @@ async def bot_database(
         yield BotDatabase(url, proxy)
     finally:
         await proxy.stop()
-        await _pg_admin(base, f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-async def _pg_admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
+        await pg_execute(base, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
