@@ -14,6 +14,7 @@ from dotenv import dotenv_values, find_dotenv
 from avatar_api.client import DEFAULT_BASE_URL
 
 DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
+DEFAULT_METRICS_HOST = "127.0.0.1"
 _DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
 _HELP = {
     "DISCORD_TOKEN": "copy it from https://discord.com/developers/applications "
@@ -26,6 +27,8 @@ _HELP = {
     "SHARD_COUNT": "the number of Discord shards over all processes, a whole number from 1",
     "SHARD_IDS": "the shards this process runs, such as 0,1 or 0-3, each below SHARD_COUNT "
     "(several processes share one PostgreSQL DATABASE_URL)",
+    "METRICS_PORT": "a TCP port from 1 to 65535 for /metrics and /healthz, or unset for none",
+    "METRICS_HOST": "the address to serve /metrics and /healthz on, such as 127.0.0.1 or 0.0.0.0",
 }
 MAX_SHARD_COUNT = 100_000
 
@@ -50,6 +53,8 @@ class Settings:
     """None: Discord's recommended count, every shard in this process."""
     shard_ids: tuple[int, ...] | None = None
     """None: every shard of ``shard_count``."""
+    metrics_port: int | None = None  # None: no port opened; 0 (tests): any free port
+    metrics_host: str = DEFAULT_METRICS_HOST
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +71,8 @@ class Settings:
             log_level=_log_level(env.get("LOG_LEVEL", "")),
             shard_count=shard_count,
             shard_ids=_shard_ids(env.get("SHARD_IDS", ""), shard_count, database_url),
+            metrics_port=_metrics_port(env.get("METRICS_PORT", "")),
+            metrics_host=_metrics_host(env.get("METRICS_HOST", "")),
         )
 
 
@@ -166,3 +173,19 @@ def _shard_range(part: str, shard_count: int) -> range:
     if high >= shard_count:
         raise SettingsError("SHARD_IDS", f"names shard {high}, but SHARD_COUNT is {shard_count}")
     return range(low, high + 1)
+
+
+def _metrics_port(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+        raise SettingsError("METRICS_PORT", "is not a port number")
+    return int(value)
+
+
+def _metrics_host(value: str) -> str:
+    host = value.strip() or DEFAULT_METRICS_HOST
+    if not host.isascii() or not host.isprintable() or any(c in host for c in " /?#@"):
+        raise SettingsError("METRICS_HOST", "is not a host name or address")
+    return host
