@@ -140,8 +140,14 @@ class AvatarBot(commands.AutoShardedBot):
         self.metrics_server = server
 
     def discord_connected(self) -> bool:
-        ws = self.ws
-        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+        """Ready, and every shard this process runs has its gateway connection open."""
+        shards = self.shards.values()
+        return (
+            self.is_ready()
+            and not self.is_closed()
+            and bool(shards)
+            and not any(s.is_closed() for s in shards)
+        )
 
     async def database_answers(self) -> bool:
         if not hasattr(self, "store"):

@@ -24,7 +24,7 @@ from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
-from .errors import acknowledge, refuse, reply_to_error, report_unexpected
+from .errors import acknowledged, refuse, reply_to_error, report_unexpected
 from .ui import (
     NO_MENTIONS,
     WORKING,
@@ -160,7 +160,10 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             appearance=appearance,
         )
         requester = requester_of(interaction)
-        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+        if not await acknowledged(
+            interaction, interaction.response.defer(ephemeral=True, thinking=True)
+        ):
+            return
         admission = await self.bot.service.submit(
             requester, JobMode.GENERATE, request.options(), owner=self.bot.worker_id
         )
@@ -194,7 +197,10 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         AvatarRequest.generate(name=name)  # validates the name before anything else
         requester = requester_of(interaction)
-        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+        if not await acknowledged(
+            interaction, interaction.response.defer(ephemeral=True, thinking=True)
+        ):
+            return
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:
