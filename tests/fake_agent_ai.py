@@ -93,6 +93,7 @@ class FakeAgentAI:
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.arrivals: list[float] = []  # on ``clock``, every request, refused ones included
+        self.answered_at: dict[str, float] = {}  # request name -> perf_counter() of the answer
         self.violations: list[str] = []
         self.rate_limited = 0
         self.in_flight = 0
@@ -161,6 +162,7 @@ class FakeAgentAI:
         self.requests.append(RecordedRequest(body, dict(request.headers), time.monotonic()))
         reply = self._script.popleft() if self._script else None
         await asyncio.sleep(reply.delay if reply and reply.delay else self.delay)
+        self.answered_at[str(body.get("name"))] = time.perf_counter()
         return await self._render(request, reply or self._success(body))
 
     def _over_rate_limit(self) -> bool:

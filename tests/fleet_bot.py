@@ -1,0 +1,55 @@
+"""One process of a bot fleet under test: ``python -m tests.fleet_bot``.
+
+The real entry point, ``bot.main()``, with discord.py pointed at the loopback fake
+Discord (``FAKE_DISCORD_URL``). ``FLEET_BUDGET`` (``per_window,window_seconds,
+margin_seconds``) shortens agent.ai's 60 s window where the limit itself is not
+what a test measures; the fake agent.ai then enforces the same short window.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+
+from tests.fake_discord.client import use_fake_discord_from_env
+
+
+def fleet_budget(spec: str) -> object:
+    from avatarbot.store.base import Budget
+
+    per_window, window, margin = (float(part) for part in spec.split(","))
+    return Budget(
+        per_minute=int(per_window),
+        per_day=100_000,
+        window=timedelta(seconds=window),
+        margin=timedelta(seconds=margin),
+    )
+
+
+def main() -> int:
+    if not use_fake_discord_from_env():
+        print("error: FAKE_DISCORD_URL is not set", file=sys.stderr)
+        return 2
+    import bot
+
+    spec = os.environ.get("FLEET_BUDGET")
+    if spec:
+        use_budget(bot, fleet_budget(spec))
+    return bot.main()
+
+
+def use_budget(bot: object, budget: object) -> None:
+    """Replace the bot's default budget, wherever a signature took it as a default."""
+    bot.DEFAULT_BUDGET = budget  # type: ignore[attr-defined]
+    for name in ("AvatarBot", "open_services"):
+        target = getattr(bot, name, None)
+        function = getattr(target, "__init__", None) if isinstance(target, type) else target
+        function = getattr(function, "__wrapped__", function)
+        defaults = getattr(function, "__kwdefaults__", None)
+        if defaults and "budget" in defaults:
+            defaults["budget"] = budget
+
+
+if __name__ == "__main__":
+    sys.exit(main())
