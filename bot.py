@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -155,15 +157,26 @@ class AvatarBot(commands.AutoShardedBot):
         return await probe(lambda: self.store.get_job(0), "the database")
 
     async def sync_commands(self) -> None:
+        """Sync the command tree, once per version of it across the whole fleet."""
         guild_id = self.settings.dev_guild_id
+        guild = None if guild_id is None else discord.Object(id=guild_id)
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = "global" if guild_id is None else str(guild_id)
+        async with self.store.command_sync(scope, self.command_fingerprint(guild)) as mine:
+            if not mine:
+                log.info("commands already synced (same version); not syncing again")
+                return
+            synced = await self.tree.sync(guild=guild)
         if guild_id is None:
-            synced = await self.tree.sync()
             log.info("synced %d commands globally (may take up to an hour to appear)", len(synced))
-            return
-        guild = discord.Object(id=guild_id)
-        self.tree.copy_global_to(guild=guild)
-        synced = await self.tree.sync(guild=guild)
-        log.info("synced %d commands to server %d", len(synced), guild_id)
+        else:
+            log.info("synced %d commands to server %d", len(synced), guild_id)
+
+    def command_fingerprint(self, guild: discord.abc.Snowflake | None) -> str:
+        """A hash of exactly what :meth:`CommandTree.sync` would send."""
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     async def close(self) -> None:
         """Stop taking jobs, let in-flight calls finish (bounded), then close in reverse."""

@@ -786,3 +786,38 @@ async def test_concurrent_senders_keep_the_window_on_the_database_clock(
     assert len(sent) >= 8, "several windows were filled"
     for start in sent:
         assert sum(start <= t < start + budget.window for t in sent) <= budget.per_minute
+
+
+# --- start-up in a fleet ------------------------------------------------------------------
+async def test_one_process_syncs_each_version_of_the_command_tree(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory.open() for _ in range(4)]
+
+    async def sync(store: SqlStore, fingerprint: str) -> bool:
+        async with store.command_sync("global", fingerprint) as mine:
+            await asyncio.sleep(0.05)  # the HTTP call to Discord
+            return mine
+
+    assert sorted(await asyncio.gather(*(sync(s, "v1") for s in stores))) == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert not await sync(stores[0], "v1"), "a restart of the same version does not sync"
+    assert await sync(stores[1], "v2"), "a new version syncs"
+    assert await sync(stores[1], "v1"), "so does going back"
+    assert await sync(stores[2], "v1") is False
+
+
+async def test_a_failed_sync_is_not_recorded(store: SqlStore) -> None:
+    async def failing_sync() -> None:
+        async with store.command_sync("global", "v1") as mine:
+            assert mine
+            raise RuntimeError("discord said 500")
+
+    with pytest.raises(RuntimeError, match="discord"):
+        await failing_sync()
+    async with store.command_sync("global", "v1") as mine:
+        assert mine, "tried again at the next start"

@@ -8,6 +8,7 @@ and PostgreSQL (several bot processes sharing one queue and one budget).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -293,6 +294,12 @@ class Store(Protocol):
     async def listen(self, handler: Callable[[Notice], None]) -> None:
         """Hand ``handler`` what other processes announce: queued jobs, outcomes to tell,
         workers that left (PostgreSQL; with SQLite there are no other processes)."""
+        ...
+
+    def command_sync(self, scope: str, fingerprint: str) -> AbstractAsyncContextManager[bool]:
+        """True inside the block when this process should sync the command tree
+        ``fingerprint`` to ``scope`` (one process of the fleet at a time, once per
+        version); the fingerprint is recorded when the block ends without an error."""
         ...
 
     async def retire_worker(self, worker: str) -> None:

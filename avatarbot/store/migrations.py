@@ -127,12 +127,13 @@ def _v2_statements(backend: Backend) -> list[str]:
     return [
         "ALTER TABLE claims ADD COLUMN job_id BIGINT",
         "CREATE INDEX ix_claims_job ON claims (job_id)",
+        "CREATE TABLE fleet_state (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "settings, blocks, consent, jobs, quota resets, dispatch", _v1_statements),
-    Migration(2, "budget slots name their job (counted when the request is sent)", _v2_statements),
+    Migration(2, "budget slots name their job; fleet state", _v2_statements),
 )
 
 _SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (

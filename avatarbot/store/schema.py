@@ -161,3 +161,10 @@ workers = Table(
     Column("worker_id", Text, primary_key=True),
     Column("last_seen", UTCDateTime, nullable=False),
 )
+
+fleet_state = Table(
+    "fleet_state",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -48,6 +48,7 @@ from .schema import (
     claims,
     consents,
     dispatch_state,
+    fleet_state,
     guild_clocks,
     guild_settings,
     jobs,
@@ -446,6 +447,29 @@ class SqlStore:
             await conn.execute(
                 stmt.on_conflict_do_update(
                     index_elements=[workers.c.worker_id], set_={"last_seen": now}
+                )
+            )
+
+    @contextlib.asynccontextmanager
+    async def command_sync(self, scope: str, fingerprint: str) -> AsyncIterator[bool]:
+        """Whether this process should sync the command tree ``fingerprint`` to ``scope``.
+
+        Processes of a fleet take turns under one lock; the first to see a new
+        fingerprint syncs it (True) and it is recorded once the block ends without an
+        error; the others, and every later start of the same version, get False.
+        """
+        key = f"command_tree:{scope}"
+        async with self._transaction(write=True) as conn:
+            await dialect.lock_command_sync(conn, self._backend)
+            synced = await conn.scalar(select(fleet_state.c.value).where(fleet_state.c.key == key))
+            if synced == fingerprint:
+                yield False
+                return
+            yield True
+            stmt = self._insert(fleet_state).values(key=key, value=fingerprint)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[fleet_state.c.key], set_={"value": fingerprint}
                 )
             )
 
