@@ -212,15 +212,7 @@ class AvatarRequest:
             )
 
     def _validate_name(self) -> None:
-        if not self.name.strip():
-            raise ValidationError("the avatar name is empty", field="name")
-        if len(self.name) > MAX_NAME_LENGTH:
-            raise ValidationError(
-                f"the avatar name is {len(self.name)} characters; at most {MAX_NAME_LENGTH}",
-                field="name",
-            )
-        if any(_is_control(c) for c in self.name):
-            raise ValidationError("the avatar name holds control characters", field="name")
+        check_name(self.name)
 
     def _validate_appearance(self) -> None:
         if self.appearance is not None and len(self.appearance) > MAX_APPEARANCE_LENGTH:
@@ -316,6 +308,24 @@ _GENERATE_OPTIONS = frozenset(
 
 def _default_name(name: str | None) -> str:
     return name.strip() if name and name.strip() else DEFAULT_NAME
+
+
+def avatar_name(name: str | None) -> str:
+    """The name a request will carry (the default when none is given), validated."""
+    chosen = _default_name(name)
+    check_name(chosen)
+    return chosen
+
+
+def check_name(name: str) -> None:
+    if not name.strip():
+        raise ValidationError("the avatar name is empty", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"the avatar name is {len(name)} characters; at most {MAX_NAME_LENGTH}", field="name"
+        )
+    if any(_is_control(c) for c in name):
+        raise ValidationError("the avatar name holds control characters", field="name")
 
 
 def _coerce(enum: type[E], value: E | str | None, field_name: str) -> E:

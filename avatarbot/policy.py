@@ -17,9 +17,9 @@ from .store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
-    JobMode,
     Limits,
     QuotaRefusal,
+    SourceType,
 )
 
 
@@ -63,7 +63,7 @@ def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limi
 
 
 def check_access(
-    settings: GuildSettings, requester: Requester, mode: JobMode, block: Block | None
+    settings: GuildSettings, requester: Requester, mode: SourceType, block: Block | None
 ) -> Refusal | None:
     """The rules that need no counting: enabled, block, channel, roles, uploads."""
     if block is not None:
@@ -89,7 +89,7 @@ def check_access(
         return Refusal(
             RefusalReason.ROLE, f"You need one of these roles to use Avatar Bot here: {roles}."
         )
-    if mode is JobMode.UPLOAD and not settings.uploads_allowed:
+    if mode is SourceType.UPLOAD and not settings.uploads_allowed:
         return Refusal(
             RefusalReason.UPLOADS_OFF,
             "Photo uploads are turned off on this server. You can still use `/avatar generate`.",

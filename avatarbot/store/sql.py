@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -26,19 +26,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from avatarbot.failures import FailureKind
+from avatarbot.timeutil import utc_now
+
 from . import dialect, fairness, migrations
 from .base import (
     Block,
     Budget,
     EnqueueResult,
     GuildSettings,
-    JobMode,
     JobRecord,
     JobState,
     Limits,
     NewJob,
     QuotaRefusal,
     QuotaStatus,
+    SourceType,
     UsageStats,
 )
 from .schema import (
@@ -67,7 +70,6 @@ COUNTED_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEE
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 FINAL_STATES = tuple(s.value for s in JobState if s.is_final)
 
-INTERRUPTED = "Interrupted"
 INTERRUPTED_RUNNING = (
     "the bot stopped while this job was running; the avatar may or may not have been "
     "created — please try again"
@@ -93,8 +95,10 @@ class SqlStore:
         *,
         in_memory: bool = False,
         worker_timeout: timedelta = WORKER_TIMEOUT,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._backend = backend
         self._worker_timeout = worker_timeout
         # SQLite has one writer at a time anyway; queueing writers here instead of in
@@ -134,7 +138,7 @@ class SqlStore:
         while True:
             async with self._transaction(write=True) as conn:
                 await dialect.lock_migrations(conn, self._backend)
-                if await migrations.migrate_step(conn, self._backend) is None:
+                if await migrations.migrate_step(conn, self._backend, self._clock()) is None:
                     return applied
             applied += 1
 
@@ -157,7 +161,7 @@ class SqlStore:
         async with self._transaction(write=True) as conn:
             current = await _load_settings(conn, guild_id)
             updated = dataclasses.replace(current, **normalized)  # type: ignore[arg-type]
-            values = _settings_values(updated) | {"updated_at": datetime.now(UTC)}
+            values = _settings_values(updated) | {"updated_at": self._clock()}
             stmt = self._insert(guild_settings).values(**values)
             await conn.execute(
                 stmt.on_conflict_do_update(
@@ -169,7 +173,7 @@ class SqlStore:
 
     # --- blocks ---------------------------------------------------------------
     async def block_user(self, guild_id: int, user_id: int, reason: str, blocked_by: int) -> Block:
-        block = Block(guild_id, user_id, reason, blocked_by, datetime.now(UTC))
+        block = Block(guild_id, user_id, reason, blocked_by, self._clock())
         values = dataclasses.asdict(block)
         async with self._transaction(write=True) as conn:
             stmt = self._insert(blocks).values(**values)
@@ -213,7 +217,7 @@ class SqlStore:
 
     async def record_consent(self, user_id: int) -> None:
         async with self._transaction(write=True) as conn:
-            stmt = self._insert(consents).values(user_id=user_id, consented_at=datetime.now(UTC))
+            stmt = self._insert(consents).values(user_id=user_id, consented_at=self._clock())
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=[consents.c.user_id]))
 
     # --- enqueue --------------------------------------------------------------
@@ -328,7 +332,7 @@ class SqlStore:
         *,
         group_id: str | None = None,
         avatar_status: str | None = None,
-        error_kind: str | None = None,
+        error_kind: FailureKind | None = None,
         error_message: str | None = None,
     ) -> JobRecord:
         if state not in (JobState.SUCCEEDED, JobState.FAILED):
@@ -342,7 +346,7 @@ class SqlStore:
                     finished_at=now,
                     group_id=group_id,
                     avatar_status=avatar_status,
-                    error_kind=error_kind,
+                    error_kind=None if error_kind is None else FailureKind(error_kind).value,
                     error_message=_clip(error_message),
                     notified=False,
                 )
@@ -355,7 +359,7 @@ class SqlStore:
         return record
 
     async def fail_queued_jobs(
-        self, guild_id: int, now: datetime, *, error_kind: str, error_message: str
+        self, guild_id: int, now: datetime, *, error_kind: FailureKind, error_message: str
     ) -> list[JobRecord]:
         async with self._transaction(write=True) as conn:
             waiting = (
@@ -377,7 +381,7 @@ class SqlStore:
                 .values(
                     state=JobState.FAILED.value,
                     finished_at=now,
-                    error_kind=error_kind,
+                    error_kind=FailureKind(error_kind).value,
                     error_message=_clip(error_message),
                     notified=False,
                 )
@@ -479,7 +483,7 @@ class SqlStore:
             return [job_from_row(r) for r in rows]
 
     async def forget_user(self, user_id: int, now: datetime | None = None) -> int:
-        now = now or datetime.now(UTC)
+        now = now or self._clock()
         today = day_start(now)
         async with self._transaction(write=True) as conn:
             markers = await _latest_resets_by_guild(conn, user_id)
@@ -696,7 +700,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         guild_id=row.guild_id,
         channel_id=row.channel_id,
         user_id=row.user_id,
-        mode=JobMode(row.mode),
+        mode=SourceType(row.mode),
         state=JobState(row.state),
         options=json.loads(row.options),
         owner=row.owner,
@@ -706,7 +710,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         finished_at=row.finished_at,
         group_id=row.group_id,
         avatar_status=row.avatar_status,
-        error_kind=row.error_kind,
+        error_kind=None if row.error_kind is None else FailureKind(row.error_kind),
         error_message=row.error_message,
         refusal=row.refusal,
         notified=bool(row.notified),
@@ -721,7 +725,7 @@ def _new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
         "guild_id": job.guild_id,
         "channel_id": job.channel_id,
         "user_id": job.user_id,
-        "mode": JobMode(job.mode).value,
+        "mode": SourceType(job.mode).value,
         "options": json.dumps(dict(job.options), ensure_ascii=False, sort_keys=True),
         "owner": job.owner,
         "photo_sizes": json.dumps(list(job.photo_sizes)),
@@ -856,7 +860,7 @@ async def _queued_entries(conn: AsyncConnection) -> list[fairness.QueuedEntry]:
             job_id=r.id,
             guild_id=r.guild_id,
             user_id=r.user_id,
-            mode=JobMode(r.mode),
+            mode=SourceType(r.mode),
             owner=r.owner,
             guild_turn=int(r.guild_turn or 0),
             member_turn=int(r.member_turn or 0),
@@ -955,7 +959,7 @@ class _Recovery:
             row.claimed_by, row.started_at or row.created_at
         ):
             values = self._failed(INTERRUPTED_RUNNING) | adopt
-        elif state is JobState.QUEUED and owner_dead and row.mode == JobMode.UPLOAD.value:
+        elif state is JobState.QUEUED and owner_dead and row.mode == SourceType.UPLOAD.value:
             values = self._failed(INTERRUPTED_UPLOAD) | adopt
         elif owner_dead and state is not JobState.RUNNING:
             values = adopt  # queued generate jobs and undelivered outcomes
@@ -968,7 +972,7 @@ class _Recovery:
         return {
             "state": JobState.FAILED.value,
             "finished_at": self.now,
-            "error_kind": INTERRUPTED,
+            "error_kind": FailureKind.INTERRUPTED.value,
             "error_message": message,
             "notified": False,
         }
