@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from .exceptions import UnexpectedResponseError, ValidationError
+from .magic import ImageKind, sniff_image_kind
 
 OUTPUT_VARIABLE_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 DEFAULT_OUTPUT_VARIABLE = "avatar_result"
@@ -81,18 +82,13 @@ class MimeType(StrEnum):
     PNG = "image/png"
 
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_MIME_TYPES = {ImageKind.JPEG: MimeType.JPEG, ImageKind.PNG: MimeType.PNG}
 
 
 def sniff_mime_type(data: bytes | memoryview) -> MimeType | None:
     """The photo's real type from its magic number, never from a name or a header."""
-    head = bytes(data[:8])
-    if head.startswith(_JPEG_MAGIC):
-        return MimeType.JPEG
-    if head.startswith(_PNG_MAGIC):
-        return MimeType.PNG
-    return None
+    kind = sniff_image_kind(data)
+    return None if kind is None else _MIME_TYPES.get(kind)
 
 
 @dataclass(frozen=True, slots=True, repr=False)

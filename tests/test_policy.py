@@ -8,16 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avatarbot.guild_rules import normalize, normalize_blocked_words
 from avatarbot.policy import (
-    RefusalReason,
     Requester,
     channel_allowed,
     check_access,
     check_words,
     find_blocked_word,
     limits_for,
-    normalize,
-    normalize_blocked_words,
     refusal_for_quota,
 )
 from avatarbot.store.base import (
@@ -25,7 +23,7 @@ from avatarbot.store.base import (
     EnqueueResult,
     GuildSettings,
     Limits,
-    QuotaRefusal,
+    RefusalReason,
     SourceType,
 )
 
@@ -148,14 +146,14 @@ def test_limits_follow_the_settings() -> None:
 @pytest.mark.parametrize(
     ("refusal", "reason", "fragment"),
     [
-        (QuotaRefusal.COOLDOWN, RefusalReason.COOLDOWN, "Please wait 12 s"),
-        (QuotaRefusal.BUSY, RefusalReason.BUSY, "already have an avatar"),
-        (QuotaRefusal.USER_DAILY, RefusalReason.USER_DAILY, "all 10 of your avatars"),
-        (QuotaRefusal.GUILD_DAILY, RefusalReason.GUILD_DAILY, "all 200 avatars"),
+        (RefusalReason.COOLDOWN, RefusalReason.COOLDOWN, "Please wait 12 s"),
+        (RefusalReason.BUSY, RefusalReason.BUSY, "already have an avatar"),
+        (RefusalReason.USER_DAILY, RefusalReason.USER_DAILY, "all 10 of your avatars"),
+        (RefusalReason.GUILD_DAILY, RefusalReason.GUILD_DAILY, "all 200 avatars"),
     ],
 )
 def test_quota_refusals_say_what_to_do(
-    refusal: QuotaRefusal, reason: RefusalReason, fragment: str
+    refusal: RefusalReason, reason: RefusalReason, fragment: str
 ) -> None:
     result = EnqueueResult(refusal=refusal, retry_at=NOW + timedelta(seconds=11.2))
     explained = refusal_for_quota(result, Limits(), NOW)

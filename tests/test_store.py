@@ -18,7 +18,7 @@ from avatarbot.store.base import (
     JobState,
     Limits,
     NewJob,
-    QuotaRefusal,
+    RefusalReason,
     SourceType,
 )
 from avatarbot.store.migrations import MIGRATIONS
@@ -246,7 +246,7 @@ async def test_busy_refusal(store: SqlStore, clock: Clock) -> None:
     limits = Limits(user_daily_quota=0, guild_daily_quota=0, cooldown_seconds=0)
     await enqueue(store, clock, new_job(), limits)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.BUSY
+    assert refused.refusal is RefusalReason.BUSY
     assert refused.job is None
     assert (await store.enqueue_job(new_job(guild_id=OTHER_GUILD), limits, clock.now)).job
 
@@ -258,7 +258,7 @@ async def test_cooldown_refusal(store: SqlStore, clock: Clock) -> None:
     first = await enqueue(store, clock, new_job(), limits)
     clock.advance(10)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.COOLDOWN
+    assert refused.refusal is RefusalReason.COOLDOWN
     assert refused.retry_at == first.created_at + timedelta(seconds=30)
     clock.now = first.created_at + timedelta(seconds=30)
     assert (await store.enqueue_job(new_job(), limits, clock.now)).job is not None
@@ -271,7 +271,7 @@ async def test_user_daily_refusal_and_midnight(store: SqlStore, clock: Clock) ->
     for _ in range(2):
         await enqueue(store, clock, new_job(), limits)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.USER_DAILY
+    assert refused.refusal is RefusalReason.USER_DAILY
     assert refused.retry_at == datetime(2024, 5, 2, tzinfo=UTC)
     assert (await store.enqueue_job(new_job(user_id=2), limits, clock.now)).job
     clock.now = datetime(2024, 5, 2, 0, 0, 1, tzinfo=UTC)
@@ -285,7 +285,7 @@ async def test_guild_daily_refusal(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(user_id=1), limits)
     await enqueue(store, clock, new_job(user_id=2), limits)
     refused = await store.enqueue_job(new_job(user_id=3), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.GUILD_DAILY
+    assert refused.refusal is RefusalReason.GUILD_DAILY
     assert refused.retry_at == datetime(2024, 5, 2, tzinfo=UTC)
     assert (
         await store.enqueue_job(new_job(user_id=3, guild_id=OTHER_GUILD), limits, clock.now)
@@ -305,7 +305,7 @@ async def test_negative_limits_are_refused(store: SqlStore, clock: Clock) -> Non
 async def test_failed_job_refunds_quota(store: SqlStore, clock: Clock) -> None:
     limits = Limits(user_daily_quota=1, guild_daily_quota=1, cooldown_seconds=60)
     job = await enqueue(store, clock, new_job(), limits)
-    assert (await store.enqueue_job(new_job(), limits, clock.now)).refusal is QuotaRefusal.BUSY
+    assert (await store.enqueue_job(new_job(), limits, clock.now)).refusal is RefusalReason.BUSY
     claimed = await store.claim_next_job("w1", BIG_BUDGET, clock.now)
     assert claimed is not None
     assert claimed.id == job.id
@@ -322,7 +322,7 @@ async def test_succeeded_job_keeps_counting(store: SqlStore, clock: Clock) -> No
     await store.finish_job(job.id, JobState.SUCCEEDED, clock.now, group_id="g1", avatar_status="ok")
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
 
 
 async def test_refused_records_cost_nothing(store: SqlStore, clock: Clock) -> None:
@@ -346,7 +346,7 @@ async def test_reset_user_quota(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(), limits)
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
     await store.reset_user_quota(GUILD, 1, clock.now)
     clock.advance(1)
     status = await store.quota_status(GUILD, 1, limits, clock.now)
@@ -354,7 +354,7 @@ async def test_reset_user_quota(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(), limits)
     # The reset is for the member; the guild still counts the earlier jobs.
     refused = await store.enqueue_job(new_job(user_id=2), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.GUILD_DAILY
+    assert refused.refusal is RefusalReason.GUILD_DAILY
 
 
 async def test_quota_status(store: SqlStore, clock: Clock) -> None:
@@ -393,7 +393,7 @@ async def test_last_quota_slot_under_concurrency(
     results = await asyncio.gather(*calls)
     accepted = [r for r in results if r.job is not None]
     assert len(accepted) == 1
-    expected = QuotaRefusal.USER_DAILY if same_user else QuotaRefusal.GUILD_DAILY
+    expected = RefusalReason.USER_DAILY if same_user else RefusalReason.GUILD_DAILY
     assert {r.refusal for r in results if r.job is None} == {expected}
 
 
@@ -658,7 +658,7 @@ async def test_forget_user(store: SqlStore, clock: Clock) -> None:
     assert (await store.quota_status(GUILD, 1, limits, clock.now)).user_used == 2
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
     assert await store.get_job(other.id) is not None
     # The next day's pruning removes the scrubbed row for good.
     clock.now += timedelta(days=1)

@@ -123,7 +123,18 @@ class Limits:
     max_active_per_user: int = 1
 
 
-class QuotaRefusal(StrEnum):
+class RefusalReason(StrEnum):
+    """Why a request was refused; the value is what a refused job records.
+
+    The last four are the store's own (see :meth:`Store.enqueue_job`).
+    """
+
+    DISABLED = "disabled"
+    CHANNEL = "channel"
+    ROLE = "role"
+    BLOCKED = "blocked"
+    UPLOADS_OFF = "uploads_off"
+    BLOCKED_WORD = "blocked_word"
     USER_DAILY = "user_daily"
     GUILD_DAILY = "guild_daily"
     COOLDOWN = "cooldown"
@@ -135,7 +146,7 @@ class EnqueueResult:
     """Either the queued job, or why it was refused (and when to try again)."""
 
     job: JobRecord | None = None
-    refusal: QuotaRefusal | None = None
+    refusal: RefusalReason | None = None
     retry_at: datetime | None = None
 
 

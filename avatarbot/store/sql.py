@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from avatarbot import guild_rules
 from avatarbot.failures import FailureKind
 from avatarbot.timeutil import utc_now
 
@@ -39,8 +40,8 @@ from .base import (
     JobState,
     Limits,
     NewJob,
-    QuotaRefusal,
     QuotaStatus,
+    RefusalReason,
     SourceType,
     UsageStats,
 )
@@ -77,12 +78,6 @@ INTERRUPTED_RUNNING = (
 INTERRUPTED_UPLOAD = (
     "the bot restarted before this upload ran and photos are never kept; please upload again"
 )
-
-_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(GuildSettings)) - {"guild_id"}
-_BOOL_FIELDS = frozenset({"enabled", "uploads_allowed"})
-_COUNT_FIELDS = frozenset({"cooldown_seconds", "user_daily_quota", "guild_daily_quota"})
-_ID_SET_FIELDS = frozenset({"allowed_channel_ids", "required_role_ids"})
-_MAX_INT = 2**31 - 1
 
 
 class SqlStore:
@@ -157,7 +152,7 @@ class SqlStore:
             return await _load_settings(conn, guild_id)
 
     async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
-        normalized = validate_settings_changes(changes)
+        normalized = guild_rules.validate_changes(changes)
         async with self._transaction(write=True) as conn:
             current = await _load_settings(conn, guild_id)
             updated = dataclasses.replace(current, **normalized)  # type: ignore[arg-type]
@@ -593,60 +588,6 @@ class SqlStore:
         )
 
 
-# --- settings helpers ----------------------------------------------------------
-def validate_settings_changes(changes: Mapping[str, object]) -> dict[str, object]:
-    """Check names and values of a settings update; raise ValueError on anything wrong."""
-    unknown = sorted(set(changes) - _SETTINGS_FIELDS)
-    if unknown:
-        raise ValueError(f"unknown guild setting(s): {', '.join(unknown)}")
-    return {name: _normalize_setting(name, value) for name, value in changes.items()}
-
-
-def _normalize_setting(name: str, value: object) -> object:
-    if name in _BOOL_FIELDS:
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be true or false")
-        return value
-    if name in _COUNT_FIELDS:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{name} must be a whole number")
-        if not 0 <= value <= _MAX_INT:
-            raise ValueError(f"{name} must be between 0 and {_MAX_INT}")
-        return value
-    if name == "log_channel_id":
-        if value is not None and not _is_snowflake(value):
-            raise ValueError("log_channel_id must be a channel id or None")
-        return value
-    if name in _ID_SET_FIELDS:
-        return frozenset(_ids(name, value))
-    if name == "blocked_words":
-        return tuple(dict.fromkeys(w for w in _strings(name, value) if w))
-    return frozenset(w for w in _strings(name, value) if w)  # disabled_checks
-
-
-def _ids(name: str, value: object) -> list[int]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be a collection of ids")
-    items = list(value)
-    if not all(_is_snowflake(i) for i in items):
-        raise ValueError(f"{name} must hold only Discord ids")
-    return items
-
-
-def _is_snowflake(value: object) -> bool:
-    """A Discord id: a positive integer that fits a signed 64-bit column."""
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
-
-
-def _strings(name: str, value: object) -> list[str]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be a collection of strings")
-    items = list(value)
-    if any(not isinstance(i, str) for i in items):
-        raise ValueError(f"{name} must hold only strings")
-    return [i.strip() for i in items]
-
-
 async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:
     row = (
         await conn.execute(select(guild_settings).where(guild_settings.c.guild_id == guild_id))
@@ -807,15 +748,15 @@ async def _refusal(
     so ``retry_at`` is never earlier than the member can really go again."""
     usage = await _member_usage(conn, guild_id, user_id, now)
     if limits.max_active_per_user and usage.active >= limits.max_active_per_user:
-        return EnqueueResult(refusal=QuotaRefusal.BUSY)
+        return EnqueueResult(refusal=RefusalReason.BUSY)
     if limits.user_daily_quota and usage.user_used >= limits.user_daily_quota:
-        return EnqueueResult(refusal=QuotaRefusal.USER_DAILY, retry_at=next_day_start(now))
+        return EnqueueResult(refusal=RefusalReason.USER_DAILY, retry_at=next_day_start(now))
     if limits.guild_daily_quota and usage.guild_used >= limits.guild_daily_quota:
-        return EnqueueResult(refusal=QuotaRefusal.GUILD_DAILY, retry_at=next_day_start(now))
+        return EnqueueResult(refusal=RefusalReason.GUILD_DAILY, retry_at=next_day_start(now))
     if limits.cooldown_seconds and usage.last_job_at is not None:
         until = usage.last_job_at + timedelta(seconds=limits.cooldown_seconds)
         if now < until:
-            return EnqueueResult(refusal=QuotaRefusal.COOLDOWN, retry_at=until)
+            return EnqueueResult(refusal=RefusalReason.COOLDOWN, retry_at=until)
     return None
 
 
