@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied at start-up, one transaction each.
 
-Each migration is frozen once released: change the schema by appending a new
-one (and editing :mod:`avatarbot.store.schema` to match), never by editing an
-old one. ``schema_version`` holds one row per applied migration.
+:mod:`avatarbot.store.schema` is the schema; these are the frozen steps that take
+any database made by an earlier release to it. Change the schema by editing the
+tables there and appending the migration that ``tests/test_schema.py`` prints
+(it compares a migrated database with the tables on both backends), never by
+editing a released one. ``schema_version`` holds one row per applied migration.
 """
 
 from __future__ import annotations

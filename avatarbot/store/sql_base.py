@@ -81,6 +81,10 @@ class SqlBase:
     def backend(self) -> Backend:
         return self._backend
 
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
     async def close(self) -> None:
         await self._engine.dispose()
 
