@@ -23,7 +23,7 @@ from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 from avatarbot.store.base import JobRecord
 
-from .delivery import DeliveryCog, edit_reply
+from .delivery import DeliveryCog, acknowledge, edit_reply
 from .errors import refuse, reply_to_error
 from .ui import WORKING, enum_choices, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
@@ -142,7 +142,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             appearance=appearance,
         )
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction)
         await self._answer(interaction, await self.bot.service.generate(requester, request))
 
     @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
@@ -169,7 +169,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         draft = UploadDraft.create(name, len(attachments), photo_fetcher(attachments))
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction)
         await self._upload(interaction, requester, draft, consent_given=False)
 
     @app_commands.command(description="Your recent avatar jobs and their group ids")

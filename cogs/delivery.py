@@ -182,6 +182,11 @@ class DeliveryCog(commands.Cog):
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
 
+async def acknowledge(interaction: discord.Interaction) -> None:
+    """The one place a request's interaction is acknowledged (privately, "thinking")."""
+    await interaction.response.defer(ephemeral=True, thinking=True)
+
+
 async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:
     """Edit the interaction's (deferred) reply; a failure is logged, never raised."""
     try:
