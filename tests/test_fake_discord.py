@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -213,6 +214,7 @@ async def test_two_sessions_on_one_shard_both_get_it_and_one_ack_wins(fake: Fake
     winner = outcomes.handled[0][0]
     assert outcomes.errors == [("second" if winner == "first" else "first", ALREADY_ACKNOWLEDGED)]
     assert len(record.callbacks) == 2
+    assert fake.pid_of(record.callbacks[0].peer) == os.getpid()
     assert record.original is not None
     assert record.original.content == f"pong from {winner}"
 

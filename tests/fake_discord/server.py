@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 from aiohttp import WSMsgType, web
 
 from . import payloads
@@ -136,6 +137,7 @@ class FakeDiscord:
         self.messages: dict[int, Message] = {}
         self.attachments: dict[int, Attachment] = {}
         self.interactions: dict[int, InteractionRecord] = {}
+        self._by_token: dict[str, InteractionRecord] = {}
         self.commands: dict[int | None, dict[str, dict[str, Any]]] = {None: {}}
         self.rest_calls: list[RestCall] = []
         self.sessions: list[Session] = []
@@ -405,6 +407,26 @@ class FakeDiscord:
             if (method is None or c.method == method) and (route is None or c.route == route)
         ]
 
+    @staticmethod
+    def pid_of(peer: tuple[str, int] | None) -> int | None:
+        """The local process whose socket is ``peer`` (a REST call's or a connection's),
+        while that socket is open: which bot process sent an acknowledgement."""
+        if peer is None:
+            return None
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and (conn.laddr.ip, conn.laddr.port) == tuple(peer[:2]):
+                return conn.pid
+        return None
+
+    def session_of_pid(self, pid: int | None) -> Session | None:
+        """The one connected session opened by process ``pid`` (None if none or several)."""
+        found = [
+            s
+            for s in self.sessions
+            if s.connection is not None and s.connected and self.pid_of(s.connection.peer) == pid
+        ]
+        return found[0] if len(found) == 1 else None
+
     def sessions_on(self, shard_id: int, shard_count: int) -> list[Session]:
         return [s for s in self.sessions if (s.shard_id, s.shard_count) == (shard_id, shard_count)]
 
@@ -560,6 +582,7 @@ class FakeDiscord:
         )
         record.source_message = source
         self.interactions[interaction_id] = record
+        self._by_token[token] = record
 
         def sent(session: Session) -> None:
             if record.dispatched_at is None:
@@ -1021,7 +1044,7 @@ class FakeDiscord:
 
     def _interaction_for_webhook(self, request: Request) -> InteractionRecord:
         token = request.params["interaction_token"]
-        record = next((r for r in self.interactions.values() if r.token == token), None)
+        record = self._by_token.get(token)
         if record is None or int(request.params["application_id"]) != self.application_id:
             raise unknown("Webhook", UNKNOWN_WEBHOOK)
         if time.perf_counter() - record.created_at > self.token_lifetime:
