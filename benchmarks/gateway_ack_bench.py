@@ -104,6 +104,12 @@ class Burst:
     buttons: list[InteractionRecord]
     seconds: float
 
+    @property
+    def dispatch_spread_ms(self) -> float:
+        """How long the fake took to write the whole burst to the websocket."""
+        sent = [r.dispatched_at for r in self.slash if r.dispatched_at is not None]
+        return (max(sent) - min(sent)) * 1000 if sent else 0.0
+
 
 @dataclass
 class Figures:
@@ -113,8 +119,10 @@ class Figures:
     unanswered_kinds: list[str] = field(default_factory=list)
     refused: dict[int, int] = field(default_factory=dict)  # Discord error code -> count
     error_lines: int = 0
+    dispatch_spread_ms: list[float] = field(default_factory=list)
 
     def add(self, burst: Burst) -> None:
+        self.dispatch_spread_ms.append(burst.dispatch_spread_ms)
         for records, series in ((burst.slash, self.slash_ms), (burst.buttons, self.button_ms)):
             for record in records:
                 latency = first_callback_ms(record)
@@ -410,6 +418,7 @@ def summarize(figures: Figures) -> dict[str, Any]:
         "unanswered_kinds": figures.unanswered_kinds,
         "refused": figures.refused,
         "error_lines": figures.error_lines,
+        "dispatch_spread_ms": figures.dispatch_spread_ms,
     }
 
 
@@ -425,7 +434,9 @@ def print_run(row: dict[str, Any]) -> None:
         f"run {row['repetition']}: slash bare {cell(bare['slash_ms'])}, bot {cell(bot['slash_ms'])}"
         f"; button bare {cell(bare['button_ms'])}, bot {cell(bot['button_ms'])}"
         f"; bot refused {bot['refused'] or 'none'}, unanswered {bot['unanswered']},"
-        f" ERROR/traceback lines {bot['error_lines']}",
+        f" ERROR/traceback lines {bot['error_lines']};"
+        f" burst written in {bare['dispatch_spread_ms'][0]:.0f} (bare)"
+        f" / {bot['dispatch_spread_ms'][0]:.0f} ms",
         flush=True,
     )
 
