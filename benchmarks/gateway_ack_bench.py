@@ -1,7 +1,7 @@
 """Acknowledgement latency through a real gateway websocket and real REST, bot vs bare.
 
 ``python -m benchmarks.gateway_ack_bench [--repetitions 3] [--generates 60] [--uploads 8]
-[--api-delay 1.0] [--profile] [--keep-logs]``
+[--api-delay 1.0] [--profile] [--py-spy] [--keep-logs]``
 
 Each repetition starts two processes, each logged in to its own loopback fake
 Discord (``tests/fake_discord``) over HTTP and a zlib-compressed gateway
@@ -24,7 +24,10 @@ not: a callback after 3 s is refused with 10062, and counted).
 
 ``--profile`` adds one more burst on Avatar Bot under cProfile (the event loop's
 thread only, from the burst to the last consent acknowledgement) and prints
-the top entries; that run is not in the table (cProfile slows the loop).
+where its time went and the top entries; ``--py-spy`` adds one sampled by
+py-spy (``--py-spy-seconds`` from the burst, idle included, no tracing
+overhead). Neither run is in the table. The stats are kept in
+``benchmarks/results/`` (``gateway_ack_bot.prof``, ``gateway_ack_bot_py_spy.txt``).
 """
 
 from __future__ import annotations
@@ -32,9 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import os
-import pstats
 import signal
 import sys
 import tempfile
@@ -49,6 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._harness import Summary, write_results  # noqa: E402
+from benchmarks._loop_profile import cprofile_report, py_spy_report  # noqa: E402
 from benchmarks._phone_photos import check_upload, phone_photos  # noqa: E402
 from benchmarks.bare_bot import CONSENT_LABEL  # noqa: E402
 from tests.fake_agent_ai import TOKEN as AGENT_AI_TOKEN  # noqa: E402
@@ -65,24 +67,9 @@ from tests.fake_discord.client import BASE_URL_VARIABLE  # noqa: E402
 START_TIMEOUT = 90.0
 ACK_TIMEOUT = 20.0
 GUILD_SETTLE = 0.5  # the bot's cache takes the new server's GUILD_CREATE
+RESULTS = ROOT / "benchmarks" / "results"
+PY_SPY_RATE = 500  # samples per second
 REACTION_SECONDS = 0.25  # a member sees the consent button before pressing it
-# Where the event loop's own (self) time goes, by the file a function lives in.
-CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("waiting for I/O (epoll)", ("select.epoll",)),
-    ("SQLAlchemy", ("/sqlalchemy/",)),
-    ("aiosqlite / asyncpg and their thread hand-off", ("/aiosqlite/", "/asyncpg/", "SimpleQueue")),
-    ("greenlet (SQLAlchemy async bridge)", ("greenlet",)),
-    ("discord.py", ("/discord/",)),
-    ("aiohttp / yarl / multidict", ("/aiohttp/", "/yarl/", "/multidict/")),
-    ("asyncio", ("/asyncio/",)),
-    ("json", ("/json/", "orjson")),
-    ("logging", ("/logging/",)),
-    (
-        "Avatar Bot (bot, cogs, avatarbot, avatar_api)",
-        ("/cogs/", "/avatarbot/", "/avatar_api/", "/bot.py"),
-    ),
-    ("sockets", ("_socket.socket",)),
-)
 
 
 @dataclass
@@ -256,7 +243,7 @@ def bot_env(agent: FakeAgentAI, workdir: Path, tag: str) -> dict[str, str]:
 
 
 def keep_logs(workdir: Path) -> None:
-    keep = ROOT / "benchmarks" / "results" / "gateway_ack_logs"
+    keep = RESULTS / "gateway_ack_logs"
     keep.mkdir(parents=True, exist_ok=True)
     for log in workdir.glob("*.log"):
         log.replace(keep / log.name)
@@ -285,6 +272,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 print_run(row)
             if args.profile:
                 profile_text = await profiled_burst(args, agent, workdir, photos)
+            if args.py_spy:
+                profile_text += "\n" + await sampled_burst(args, agent, workdir, photos)
             if args.keep_logs:
                 keep_logs(workdir)
     finally:
@@ -332,6 +321,8 @@ async def one_repetition(
 async def profiled_burst(
     args: argparse.Namespace, agent: FakeAgentAI, workdir: Path, photos: Sequence[File]
 ) -> str:
+    """One burst with cProfile on the bot's main thread, from just before the burst to
+    its last acknowledgement."""
     stats_path = workdir / "bot.prof"
     environment = {**bot_env(agent, workdir, "profile"), "PROFILE_TO": str(stats_path)}
     async with contender(
@@ -343,71 +334,48 @@ async def profiled_burst(
         bot.process.send_signal(signal.SIGUSR2)
         await bot.fake.wait_until(stats_path.exists, within=30)
         await asyncio.sleep(0.5)  # dump_stats finishes writing
-        window = done.seconds
-        interactions = len(done.slash) + len(done.buttons)
-    text = profile_report(stats_path, window, interactions)
+    keep_file(stats_path, "gateway_ack_bot.prof")
+    interactions = len(done.slash) + len(done.buttons)
+    text = cprofile_report(stats_path, done.seconds, interactions)
     print(text)
     return text
 
 
-def profile_report(path: Path, window: float, interactions: int, top: int = 25) -> str:
-    out = io.StringIO()
-    stats = pstats.Stats(str(path), stream=out)
-    total = stats.total_tt  # type: ignore[attr-defined]
-    out.write(f"profile window {window:.2f} s; main thread profiled for {total:.2f} s\n\n")
-    out.write(categories(stats, total))
-    out.write(round_trips(stats, interactions))
-    for key in ("cumulative", "tottime"):
-        out.write(f"\n--- top {top} by {key} ---\n")
-        stats.sort_stats(key).print_stats(top)
-    return out.getvalue()
+async def sampled_burst(
+    args: argparse.Namespace, agent: FakeAgentAI, workdir: Path, photos: Sequence[File]
+) -> str:
+    """One burst sampled by py-spy (no tracing overhead), idle time included."""
+    raw = workdir / "bot-py-spy.txt"
+    py_spy = Path(sys.executable).with_name("py-spy")
+    if not py_spy.exists():
+        return "py-spy is not installed (make test installs requirements-dev.txt)\n"
+    async with contender(
+        "bot-py-spy", "benchmarks.run_on_fake_discord", workdir, bot_env(agent, workdir, "spy")
+    ) as bot:
+        pid = bot.process.pid
+        sampler = await asyncio.create_subprocess_exec(
+            str(py_spy), "record", "--pid", str(pid), "--rate", str(PY_SPY_RATE),
+            "--duration", str(args.py_spy_seconds), "--format", "raw", "--threads",
+            "--idle", "--nonblocking", "--output", str(raw),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        await asyncio.sleep(0.5)
+        await burst(bot.fake, "spy", args.generates, args.uploads, photos)
+        said, _ = await sampler.communicate()
+    if not raw.exists():
+        text = f"py-spy failed: {said.decode(errors='replace')}\n"
+        print(text)
+        return text
+    keep_file(raw, "gateway_ack_bot_py_spy.txt")
+    text = py_spy_report(raw, pid, PY_SPY_RATE)
+    print(text)
+    return text
 
 
-def categories(stats: pstats.Stats, total: float) -> str:
-    """Self time summed by category (first match wins; the rest is "other")."""
-    sums: dict[str, float] = {name: 0.0 for name, _ in CATEGORIES}
-    other = 0.0
-    for (filename, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
-        where = f"{filename}:{function}"
-        name = next((n for n, marks in CATEGORIES if any(m in where for m in marks)), None)
-        if name is None:
-            other += row[2]
-        else:
-            sums[name] += row[2]
-    lines = ["| where the main thread's time went (self time) | s | share |", "| --- | --- | --- |"]
-    for name, seconds in sorted(sums.items(), key=lambda item: -item[1]):
-        lines.append(f"| {name} | {seconds:.2f} | {seconds / total:.0%} |")
-    lines.append(f"| other | {other:.2f} | {other / total:.0%} |")
-    return "\n".join(lines) + "\n\n"
-
-
-ROUND_TRIP_MARKS = (
-    (
-        "SQL statements (SQLAlchemy Connection._execute_context)",
-        "sqlalchemy/engine/base.py",
-        "_execute_context",
-    ),
-    ("aiosqlite calls handed to its thread", "aiosqlite/core.py", "_execute"),
-    ("pool check-outs (SQLAlchemy pool _checkout)", "sqlalchemy/pool/base.py", "_checkout"),
-    ("transactions begun (SQLAlchemy Connection.begin)", "sqlalchemy/engine/base.py", "begin"),
-    ("log records emitted (logging.Logger._log)", "logging/__init__.py", "_log"),
-    ("JSON encodes (json.dumps)", "json/__init__.py", "dumps"),
-)
-
-
-def round_trips(stats: pstats.Stats, interactions: int) -> str:
-    lines = [
-        f"| per-interaction counts ({interactions} interactions) | calls | per interaction |",
-        "| --- | --- | --- |",
-    ]
-    for label, file_mark, function in ROUND_TRIP_MARKS:
-        calls = sum(
-            row[1]
-            for (filename, _, name), row in stats.stats.items()  # type: ignore[attr-defined]
-            if file_mark in filename and name == function
-        )
-        lines.append(f"| {label} | {calls} | {calls / max(interactions, 1):.1f} |")
-    return "\n".join(lines) + "\n"
+def keep_file(path: Path, name: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        (RESULTS / name).write_bytes(path.read_bytes())
 
 
 def summarize(figures: Figures) -> dict[str, Any]:
@@ -477,6 +445,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--uploads", type=int, default=8)
     parser.add_argument("--api-delay", type=float, default=1.0)
     parser.add_argument("--profile", action="store_true", help="one more burst under cProfile")
+    parser.add_argument("--py-spy", action="store_true", help="one more burst under py-spy")
+    parser.add_argument("--py-spy-seconds", type=int, default=8)
     parser.add_argument("--keep-logs", action="store_true", help="keep the bots' logs")
     return parser.parse_args(argv)
 
