@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import tempfile
@@ -62,7 +61,7 @@ from tests.fake_discord import (  # noqa: E402
     InteractionRecord,
     Member,
 )
-from tests.fake_discord.client import BASE_URL_VARIABLE  # noqa: E402
+from tests.fake_discord.process import BotProcess, bot_process  # noqa: E402
 
 START_TIMEOUT = 90.0
 ACK_TIMEOUT = 20.0
@@ -78,11 +77,14 @@ class Contender:
 
     name: str
     fake: FakeDiscord
-    process: asyncio.subprocess.Process
-    log_path: Path
+    bot: BotProcess
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        return self.bot.process
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self.bot.log_text()
 
 
 @dataclass
@@ -134,48 +136,13 @@ def first_callback_ms(record: InteractionRecord) -> float | None:
 async def contender(
     name: str, module: str, workdir: Path, extra_env: dict[str, str]
 ) -> AsyncIterator[Contender]:
-    fake = FakeDiscord(token=BOT_TOKEN)
-    await fake.start()
-    log_path = workdir / f"{name}.log"
-    env = {
-        **os.environ,
-        BASE_URL_VARIABLE: fake.base_url,
-        "DISCORD_TOKEN": BOT_TOKEN,
-        "PYTHONUNBUFFERED": "1",
-        **extra_env,
-    }
-    with log_path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-    entry = Contender(name, fake, process, log_path)
-    try:
-        await wait_started(entry)
-        yield entry
-    finally:
-        await stop_process(process)
-        await fake.stop()
-
-
-async def wait_started(entry: Contender) -> None:
-    fake = entry.fake
-
-    def started() -> bool:
-        if entry.process.returncode is not None:
-            raise RuntimeError(f"{entry.name} exited at start-up:\n{entry.log_text()[-3000:]}")
-        return bool(fake.ready_sessions()) and "avatar" in fake.commands[None]
-
-    await fake.wait_until(started, within=START_TIMEOUT)
-
-
-async def stop_process(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(process.wait(), 30)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    async with (
+        FakeDiscord(token=BOT_TOKEN) as fake,
+        bot_process(
+            fake, workdir, name=name, module=module, env=extra_env, start_timeout=START_TIMEOUT
+        ) as bot,
+    ):
+        yield Contender(name, fake, bot)
 
 
 def interleaved(generates: int, uploads: int) -> list[bool]:

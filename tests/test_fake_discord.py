@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -13,6 +14,8 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
+from tests.fake_agent_ai import TOKEN as AGENT_AI_TOKEN
+from tests.fake_agent_ai import FakeAgentAI
 from tests.fake_discord import (
     BOT_TOKEN,
     CallbackType,
@@ -23,6 +26,7 @@ from tests.fake_discord import (
 )
 from tests.fake_discord.client import restore_real_discord, use_fake_discord
 from tests.fake_discord.model import LOADING
+from tests.fake_discord.process import bot_process
 from tests.fake_discord.rest import ALREADY_ACKNOWLEDGED, UNKNOWN_INTERACTION
 
 pytestmark = pytest.mark.timeout(30)
@@ -316,3 +320,30 @@ async def test_resume_after_a_dropped_connection_replays_nothing_twice(fake: Fak
 
     assert fake.identifies == 1
     assert record.delivered_to == [session.id]
+
+
+async def test_avatar_bot_process_generates_through_the_fake(
+    fake: FakeDiscord, fake_agent_ai: FakeAgentAI, tmp_path: Path
+) -> None:
+    """Avatar Bot's own bot.main(), as a process, end to end: the shim, the login,
+    the command sync, the acknowledgement, the queue, the public result."""
+    _, channel, alice = world(fake)
+    env = {
+        "AGENT_AI_TOKEN": AGENT_AI_TOKEN,
+        "AGENT_AI_BASE_URL": fake_agent_ai.base_url,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+    }
+    async with bot_process(fake, tmp_path, env=env) as bot:
+        record = fake.slash(alice, channel, "avatar generate", {"name": "Ada", "pose": "close_up"})
+        await fake.wait_until(lambda: bool(fake.channel_messages(channel)), within=15)
+        log = bot.log_text()
+
+    assert record.callback_type is CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+    assert record.original is not None
+    assert record.original.ephemeral
+    [result] = fake.channel_messages(channel)
+    assert result in record.followups
+    assert "grp_000001" in str(result.embeds)
+    assert fake_agent_ai.calls == 1
+    assert " ERROR " not in log
+    assert "Traceback" not in log
