@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from tests.fake_discord import (
     FakeDiscord,
     File,
     InteractionRecord,
+    Limit,
     Member,
+    RateLimits,
 )
 from tests.fake_discord.client import restore_real_discord, use_fake_discord
 from tests.fake_discord.model import LOADING
@@ -347,3 +350,34 @@ async def test_avatar_bot_process_generates_through_the_fake(
     assert fake_agent_ai.calls == 1
     assert " ERROR " not in log
     assert "Traceback" not in log
+
+
+async def test_channel_messages_dms_and_rate_limit_buckets() -> None:
+    limits = RateLimits(per_route={"POST /channels/{channel_id}/messages": Limit(2, 0.3)})
+    async with FakeDiscord(rate_limits=limits) as fake:
+        use_fake_discord(fake.base_url)
+        try:
+            guild, channel, alice = world(fake)
+            closed = fake.create_member(guild, "bob")
+            closed.user.dms_open = False
+            bot = tiny_bot("a", Outcomes())
+            async with running(bot):
+                await fake.wait_for_sessions(1)
+                target = await bot.fetch_channel(channel.id)
+                assert isinstance(target, discord.TextChannel)
+                started = time.perf_counter()
+                for n in range(3):
+                    await target.send(f"message {n}")
+                took = time.perf_counter() - started
+                await (await bot.fetch_user(alice.id)).send("hello")
+                with pytest.raises(discord.Forbidden) as refused:
+                    await (await bot.fetch_user(closed.id)).send("hello")
+        finally:
+            restore_real_discord()
+
+    assert [m.content for m in fake.channel_messages(channel)] == [f"message {n}" for n in range(3)]
+    assert took >= 0.2  # discord.py waited for the bucket's reset, as the headers said
+    sent = fake.calls("POST", "/channels/{channel_id}/messages")
+    assert sent[0].status == 200
+    assert [m.content for m in fake.dms_to(alice.user)] == ["hello"]
+    assert refused.value.code == 50007
