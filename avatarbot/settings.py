@@ -13,6 +13,8 @@ from dotenv import dotenv_values, find_dotenv
 
 from avatar_api.client import DEFAULT_BASE_URL
 
+from .store.url import Backend, StoreConfigError, parse_database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
 DEFAULT_METRICS_HOST = "127.0.0.1"
 _DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
@@ -113,9 +115,12 @@ def _base_url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    """Checked by the store's own parser, so both accept exactly the same URLs."""
     url = value.strip() or DEFAULT_DATABASE_URL
-    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise SettingsError("DATABASE_URL", "is neither a sqlite:/// nor a postgresql:// URL")
+    try:
+        parse_database_url(url)
+    except StoreConfigError as error:
+        raise SettingsError("DATABASE_URL", f"cannot be used ({error})") from None
     return url
 
 
@@ -151,7 +156,7 @@ def _shard_ids(value: str, shard_count: int | None, database_url: str) -> tuple[
         return None
     if shard_count is None:
         raise SettingsError("SHARD_IDS", "is set but SHARD_COUNT is not")
-    if not database_url.startswith(("postgresql://", "postgres://")):
+    if parse_database_url(database_url).backend is not Backend.POSTGRESQL:
         raise SettingsError("SHARD_IDS", "needs a postgresql:// DATABASE_URL, not SQLite")
     ids: list[int] = []
     for part in value.split(","):

@@ -31,7 +31,7 @@ class AvatarError(app_commands.AppCommandError):
         self.message = message
 
 
-async def acknowledge(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
     """Await an interaction's first response, timing it for the bot's metrics."""
     metrics = getattr(interaction.client, "metrics", None)
     result = await ack  # a lost interaction raises; reply_to_error drops it (see is_lost)
@@ -47,7 +47,7 @@ async def acknowledged(interaction: discord.Interaction, ack: Awaitable[object])
     A command that gets False stops there: no reply, no database write, no job.
     """
     try:
-        await acknowledge(interaction, ack)
+        await timed_ack(interaction, ack)
     except discord.HTTPException as error:
         if is_lost(interaction, error):
             return False
@@ -129,7 +129,7 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await acknowledge(
+            await timed_ack(
                 interaction,
                 interaction.response.send_message(
                     message, ephemeral=True, allowed_mentions=NO_MENTIONS

@@ -40,15 +40,8 @@ def main() -> int:
 
 
 def use_budget(bot: object, budget: object) -> None:
-    """Replace the bot's default budget, wherever a signature took it as a default."""
+    """Replace the bot's budget (``run_bot`` reads it when it starts)."""
     bot.DEFAULT_BUDGET = budget  # type: ignore[attr-defined]
-    for name in ("AvatarBot", "open_services"):
-        target = getattr(bot, name, None)
-        function = getattr(target, "__init__", None) if isinstance(target, type) else target
-        function = getattr(function, "__wrapped__", function)
-        defaults = getattr(function, "__kwdefaults__", None)
-        if defaults and "budget" in defaults:
-            defaults["budget"] = budget
 
 
 if __name__ == "__main__":

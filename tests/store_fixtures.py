@@ -51,7 +51,7 @@ class StoreFactory:
         """A store whose budget runs on the test's clock, or with ``database_clock`` on the
         database's own (PostgreSQL's clock_timestamp(), SQLite's process clock)."""
         clock = None if database_clock else self.clock
-        store = await open_store(self.url, schema=self.schema, clock=clock)
+        store = await open_store(self.url, schema=self.schema, budget_clock=clock)
         self.opened.append(store)
         return store
 
@@ -73,8 +73,10 @@ async def _pg_execute(url: str, statement: str) -> None:
 
 @pytest.fixture(params=BACKENDS)
 async def store_factory(
-    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
+    # The budget runs on the test's clock when it has one.
+    clock = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
     if request.param == "sqlite":
         factory = StoreFactory("sqlite", f"sqlite:///{tmp_path / 'avatarbot.db'}", clock=clock)
         try:

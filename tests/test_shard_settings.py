@@ -74,9 +74,18 @@ def test_each_mistake_is_one_clear_line(
 
 
 def test_the_bot_runs_the_shards_it_is_given() -> None:
+    from types import SimpleNamespace
+
     from bot import AvatarBot
 
-    sharded = AvatarBot(load(SHARD_COUNT="4", SHARD_IDS="1,3"))
+    def bot_for(settings: Settings) -> AvatarBot:
+        names = ("avatar_client", "store", "dispatcher", "service", "job_relay", "worker_id")
+        services = SimpleNamespace(settings=settings, clock=None, metrics=None, sealer=None)
+        for name in names:
+            setattr(services, name, None)
+        return AvatarBot(services)  # type: ignore[arg-type]
+
+    sharded = bot_for(load(SHARD_COUNT="4", SHARD_IDS="1,3"))
     assert (sharded.shard_count, sharded.shard_ids) == (4, [1, 3])
-    recommended = AvatarBot(load())
+    recommended = bot_for(load())
     assert (recommended.shard_count, recommended.shard_ids) == (None, None)
