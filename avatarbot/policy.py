@@ -17,6 +17,7 @@ from .store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
+    InteractionRef,
     Limits,
     RefusalReason,
     SourceType,
@@ -38,6 +39,8 @@ class Requester:
     channel_id: int
     role_ids: frozenset[int] = frozenset()
     parent_channel_id: int | None = None
+    interaction: InteractionRef | None = None
+    """The interaction the request came in (its token sealed), for the job to answer in."""
 
 
 def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limits:

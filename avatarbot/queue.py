@@ -291,8 +291,8 @@ class Dispatcher:
 
     async def _run_job(self, job: JobRecord) -> None:
         try:
-            if job.owner == self.worker_id:
-                await self._notify("job_started", self._listener.job_started(job))
+            # Whichever process received the interaction, the one running the job says so.
+            await self._notify("job_started", self._listener.job_started(job))
             outcome = await self._call(job)
             record = await _retrying_store_errors(
                 f"job {job.id}: recording its outcome", lambda: self._record(job, outcome)

@@ -20,11 +20,13 @@ from avatar_api import AvatarRequest, PhotoError, ValidationError
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
 from avatar_api.photos import check_photo_size
 from avatarbot.policy import Requester
+from avatarbot.sealing import TokenSealer
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 from avatarbot.store.base import JobRecord
 
 from .delivery import DeliveryCog, acknowledge, edit_reply
 from .errors import refuse, reply_to_error
+from .replies import interaction_ref
 from .ui import WORKING, enum_choices, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
 
@@ -36,7 +38,9 @@ log = logging.getLogger(__name__)
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
 
 
-def requester_of(interaction: discord.Interaction) -> Requester:
+def requester_of(interaction: discord.Interaction, sealer: TokenSealer | None = None) -> Requester:
+    """The policy's view of the interaction; with ``sealer``, the interaction itself too
+    (its token sealed), so that whichever process runs the job answers in it."""
     if interaction.guild_id is None or interaction.channel_id is None:
         raise app_commands.NoPrivateMessage()
     user = interaction.user
@@ -49,6 +53,7 @@ def requester_of(interaction: discord.Interaction) -> Requester:
         channel_id=interaction.channel_id,
         role_ids=roles,
         parent_channel_id=parent,
+        interaction=None if sealer is None else interaction_ref(interaction, sealer),
     )
 
 
@@ -141,7 +146,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             style=_value(style),
             appearance=appearance,
         )
-        requester = requester_of(interaction)
+        requester = requester_of(interaction, self.bot.sealer)
         if not await acknowledge(interaction):
             return
         await self._answer(interaction, await self.bot.service.generate(requester, request))
@@ -169,7 +174,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             await refuse(interaction, problem)
             return
         draft = UploadDraft.create(name, len(attachments), photo_fetcher(attachments))
-        requester = requester_of(interaction)
+        requester = requester_of(interaction, self.bot.sealer)
         if not await acknowledge(interaction):
             return
         await self._upload(interaction, requester, draft, consent_given=False)
@@ -242,6 +247,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             await edit_reply(interaction, content=f"⚠️ {admission.refusal.message}")
         elif admission.preflight is not None:
             await edit_reply(interaction, content=preflight_refusal(admission.preflight))
+        elif admission.duplicate:
+            return  # another process answers this interaction
         else:
             assert admission.job is not None
             await self.delivery.track(interaction, admission.job)

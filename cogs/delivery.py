@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -19,6 +19,7 @@ from discord.ext import commands
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import acknowledged
+from .replies import InteractionReply, reply_for
 from .ui import NO_MENTIONS, log_embed, progress_text, result_embed
 
 if TYPE_CHECKING:
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 # Each place edit is a Discord request; a long queue moves every few seconds.
 PLACE_EDIT_INTERVAL = timedelta(seconds=15)
 DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
@@ -36,7 +36,8 @@ DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
 class DeliveryCog(commands.Cog):
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
-        self._waiting: dict[int, discord.Interaction] = {}
+        # Replies of interactions received here; any other job's comes from its record.
+        self._replies: dict[int, tuple[InteractionReply, datetime]] = {}
         self._shown_place: dict[int, tuple[int, datetime]] = {}
         self._logged: set[int] = set()  # logged, but the member not told yet
         self._place_edits: dict[int, asyncio.Task[None]] = {}
@@ -54,7 +55,9 @@ class DeliveryCog(commands.Cog):
 
     async def track(self, interaction: discord.Interaction, job: JobRecord) -> None:
         """Keep the interaction of a just-queued job and show its place."""
-        self._waiting[job.id] = interaction
+        if job.interaction is not None:
+            reply = InteractionReply.open(self.bot, interaction.application_id, interaction.token)
+            self._replies[job.id] = (reply, job.interaction.reply_until)
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
@@ -65,17 +68,17 @@ class DeliveryCog(commands.Cog):
 
     async def job_started(self, job: JobRecord) -> None:
         await self._finish_place_edit(job.id)
-        interaction = self._live_interaction(job.id)
-        if interaction is not None:
-            await edit_reply(interaction, content=progress_text(job.id, None, None))
+        reply = self._reply(job.id, job)
+        if reply is not None:
+            await _edit(reply, content=progress_text(job.id, None, None))
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
         now = self.bot.clock()
         for job_id, place in positions.items():
-            interaction = self._live_interaction(job_id)
+            reply = self._reply(job_id)
             pending = self._place_edits.get(job_id)
-            if interaction is None or (pending is not None and not pending.done()):
+            if reply is None or (pending is not None and not pending.done()):
                 continue
             shown, shown_at = self._shown_place.get(job_id, (None, None))
             if shown == place.position or (shown_at and now - shown_at < PLACE_EDIT_INTERVAL):
@@ -83,19 +86,17 @@ class DeliveryCog(commands.Cog):
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta)
-            self._place_edits[job_id] = asyncio.create_task(
-                edit_reply(interaction, content=content)
-            )
+            self._place_edits[job_id] = asyncio.create_task(_edit(reply, content=content))
 
     async def job_finished(self, job: JobRecord) -> bool:
         if job.id not in self._logged:
             self._logged.add(job.id)
             await self._post_log_entry(job)
         await self._finish_place_edit(job.id)
-        interaction = self._live_interaction(job.id)
-        self._waiting.pop(job.id, None)
+        reply = self._reply(job.id, job)
+        self._replies.pop(job.id, None)
         told = (
-            interaction is not None and await self._reply_in_interaction(interaction, job)
+            reply is not None and await self._reply_in_interaction(reply, job)
         ) or await self._tell_elsewhere(job)
         if told:
             self._logged.discard(job.id)
@@ -110,27 +111,27 @@ class DeliveryCog(commands.Cog):
         if pending is not None:
             await pending
 
-    def _live_interaction(self, job_id: int) -> discord.Interaction | None:
-        interaction = self._waiting.get(job_id)
-        if interaction is None:
+    def _reply(self, job_id: int, job: JobRecord | None = None) -> InteractionReply | None:
+        """The member's interaction while it can be answered: received here, or through the
+        job's sealed token whichever process received it."""
+        now = self.bot.clock()
+        kept = self._replies.get(job_id)
+        if kept is not None:
+            reply, until = kept
+            return reply if now < until else None
+        if job is None:
             return None
-        if discord.utils.utcnow() - interaction.created_at > INTERACTION_LIFETIME:
-            return None
-        return interaction
+        return reply_for(self.bot, job, self.bot.sealer, self.bot.clock)
 
-    async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
+    async def _reply_in_interaction(self, reply: InteractionReply, job: JobRecord) -> bool:
         """Failures and uploads stay private; a generated avatar is shown to the channel."""
         embed = result_embed(job)
         try:
             if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
-                await interaction.followup.send(
-                    f"{interaction.user.mention}'s new avatar:",
-                    embed=embed,
-                    allowed_mentions=NO_MENTIONS,
-                )
-                await interaction.edit_original_response(content=DONE_TEXT, embed=None)
+                await reply.follow_up(f"<@{job.user_id}>'s new avatar:", embed=embed)
+                await reply.edit(content=DONE_TEXT, embed=None)
             else:
-                await interaction.edit_original_response(content=None, embed=embed)
+                await reply.edit(content=None, embed=embed)
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)
@@ -192,6 +193,14 @@ async def acknowledge(interaction: discord.Interaction) -> bool:
     return await acknowledged(
         interaction, interaction.response.defer(ephemeral=True, thinking=True)
     )
+
+
+async def _edit(reply: InteractionReply, **fields: Any) -> None:
+    """Edit the member's reply through its webhook; a failure is logged, never raised."""
+    try:
+        await reply.edit(**fields)
+    except discord.HTTPException as error:
+        log.info("could not update an interaction: %s", error)
 
 
 async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:

@@ -69,6 +69,20 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class InteractionRef:
+    """The member's own interaction: what any process needs to answer in it.
+
+    ``sealed_token`` is the interaction token sealed by :mod:`avatarbot.sealing`
+    (the database never holds it in the clear); it works until ``reply_until``.
+    """
+
+    interaction_id: int
+    application_id: int
+    sealed_token: str = field(repr=False)
+    reply_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A request the bot accepted, before it is queued. Never holds photo bytes."""
 
@@ -79,6 +93,8 @@ class NewJob:
     options: Mapping[str, str]
     owner: str
     photo_sizes: tuple[int, ...] = ()
+    interaction: InteractionRef | None = None
+    """Queued jobs only: at most one job per interaction, whatever the timing."""
 
     @property
     def photo_count(self) -> int:
@@ -106,7 +122,11 @@ class JobRecord:
     refusal: str | None = None
     notified: bool = False
     claimed_by: str | None = None
-    """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
+    """The worker that runs (ran) the job; ``owner`` is the one that tells the requester
+    (the runner, once the job is final)."""
+    interaction: InteractionRef | None = None
+    """While the member can still be answered in their interaction (its token is kept
+    until the job is delivered or the interaction's 15 minutes are over)."""
 
     @property
     def photo_count(self) -> int:
@@ -152,6 +172,8 @@ class EnqueueResult:
     job: JobRecord | None = None
     refusal: RefusalReason | None = None
     retry_at: datetime | None = None
+    duplicate: bool = False
+    """The interaction already made a job (another process queued it): nothing was done."""
 
 
 @dataclass(frozen=True, slots=True)

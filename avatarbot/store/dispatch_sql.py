@@ -42,6 +42,7 @@ from .sql_base import (
     FINAL_STATES,
     INTERRUPTED_RUNNING,
     INTERRUPTED_UPLOAD,
+    NO_REPLY,
     RETIRED,
     SqlBase,
     as_utc,
@@ -363,3 +364,9 @@ async def _prune(conn: AsyncConnection, now: datetime) -> None:
     )
     await conn.execute(delete(workers).where(workers.c.last_seen < now - timedelta(days=7)))
     await conn.execute(delete(claims).where(claims.c.claimed_at < now - timedelta(days=2)))
+    # An interaction token is kept only while it can still answer the member.
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.reply_until.is_not(None), jobs.c.reply_until < now)
+        .values(**NO_REPLY)
+    )

@@ -44,6 +44,7 @@ from .sql_base import (
     ANONYMOUS_USER,
     COUNTED_STATES,
     FINAL_STATES,
+    NO_REPLY,
     TOP_MEMBERS,
     SqlBase,
     as_utc,
@@ -51,6 +52,7 @@ from .sql_base import (
     day_start,
     fetch_job,
     insert_job,
+    interaction_values,
     job_from_row,
     new_job_values,
     next_day_start,
@@ -66,16 +68,22 @@ class JobStore(SqlBase):
         _check_limits_valid(limits)
         async with self._transaction(write=True) as conn:
             await dialect.lock_guild(conn, self._backend, job.guild_id)
+            if await _interaction_has_a_job(conn, job):
+                return EnqueueResult(duplicate=True)
             refusal = await _refusal(conn, job.guild_id, job.user_id, limits, now)
             if refusal is not None:
                 return refusal
             guild_turn, member_turn = await _assign_turns(conn, job.guild_id, job.user_id)
-            values = new_job_values(job, now) | {
-                "state": JobState.QUEUED.value,
-                "notified": False,
-                "guild_turn": guild_turn,
-                "member_turn": member_turn,
-            }
+            values = (
+                new_job_values(job, now)
+                | interaction_values(job.interaction)
+                | {
+                    "state": JobState.QUEUED.value,
+                    "notified": False,
+                    "guild_turn": guild_turn,
+                    "member_turn": member_turn,
+                }
+            )
             record = await insert_job(conn, values)
             await self._announce(conn, notify.Notice(notify.StoreEvent.QUEUED, record.id))
             return EnqueueResult(job=record)
@@ -116,6 +124,9 @@ class JobStore(SqlBase):
                     error_kind=None if error_kind is None else FailureKind(error_kind).value,
                     error_message=clip(error_message),
                     notified=False,
+                    # The process that ran the job tells the member (in their interaction,
+                    # with its token), whichever process received it.
+                    owner=func.coalesce(jobs.c.claimed_by, jobs.c.owner),
                 )
             )
             record = await fetch_job(conn, job_id)
@@ -164,7 +175,9 @@ class JobStore(SqlBase):
 
     async def mark_notified(self, job_id: int) -> None:
         async with self._transaction(write=True) as conn:
-            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(notified=True))
+            await conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(notified=True, **NO_REPLY)
+            )
 
     async def undelivered_jobs(self, owner: str) -> list[JobRecord]:
         async with self._transaction(write=False) as conn:
@@ -306,6 +319,17 @@ class JobStore(SqlBase):
             top_members_7d=tuple((int(r.user_id), int(r.n)) for r in top_rows),
             guild_used_today=row[7],
         )
+
+
+async def _interaction_has_a_job(conn: AsyncConnection, job: NewJob) -> bool:
+    """Under the guild's lock, so two processes given one interaction never both queue it
+    (the unique index on ``interaction_id`` holds behind this)."""
+    if job.interaction is None:
+        return False
+    found = await conn.scalar(
+        select(jobs.c.id).where(jobs.c.interaction_id == job.interaction.interaction_id)
+    )
+    return found is not None
 
 
 def _check_limits_valid(limits: Limits) -> None:

@@ -25,6 +25,7 @@ from avatarbot.timeutil import utc_now
 
 from . import dialect, migrations, notify
 from .base import (
+    InteractionRef,
     JobRecord,
     JobState,
     NewJob,
@@ -215,7 +216,34 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         refusal=row.refusal,
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
+        interaction=_interaction_from_row(row),
     )
+
+
+def _interaction_from_row(row: Row[Any]) -> InteractionRef | None:
+    if row.reply_token is None or row.interaction_id is None or row.reply_until is None:
+        return None
+    return InteractionRef(
+        interaction_id=row.interaction_id,
+        application_id=row.application_id,
+        sealed_token=row.reply_token,
+        reply_until=row.reply_until,
+    )
+
+
+def interaction_values(ref: InteractionRef | None) -> dict[str, Any]:
+    if ref is None:
+        return {}
+    return {
+        "interaction_id": ref.interaction_id,
+        "application_id": ref.application_id,
+        "reply_token": ref.sealed_token,
+        "reply_until": ref.reply_until,
+    }
+
+
+NO_REPLY: dict[str, Any] = {"reply_token": None, "reply_until": None}
+"""What forgets an interaction's token (delivered, or its 15 minutes are over)."""
 
 
 def new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
