@@ -128,6 +128,7 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_heartbeat: datetime | None = None
+        self._outcomes_waiting = False
         self._last_positions: dict[int, int] | None = None
 
     # --- public API ---------------------------------------------------------------
@@ -172,8 +173,10 @@ class Dispatcher:
     def _on_notice(self, notice: Notice) -> None:
         """Another process announced something: claim a queued job, or look after outcomes
         and abandoned jobs now rather than at the next heartbeat."""
-        if notice.event is not StoreEvent.QUEUED:
-            self._last_heartbeat = None  # the next tick runs the upkeep round
+        if notice.event is StoreEvent.FINISHED:
+            self._outcomes_waiting = True  # e.g. failed by another process: ours to tell?
+        elif notice.event is not StoreEvent.QUEUED:
+            self._last_heartbeat = None  # the next tick runs the whole upkeep round
         self.wake()
 
     def wake(self) -> None:
@@ -268,14 +271,14 @@ class Dispatcher:
 
     async def _upkeep(self) -> None:
         now = self._clock()
-        if (
-            self._last_heartbeat is not None
-            and now - self._last_heartbeat < self._heartbeat_interval
-        ):
+        due = self._last_heartbeat is None or now - self._last_heartbeat >= self._heartbeat_interval
+        if not due and not self._outcomes_waiting:
             return
-        await self._store.heartbeat(self.worker_id, now)
-        self._last_heartbeat = now
-        await self._recover_and_deliver(now)
+        if due:
+            await self._store.heartbeat(self.worker_id, now)
+            self._last_heartbeat = now
+            await self._recover_and_deliver(now)
+        self._outcomes_waiting = False
         for job in await self._store.undelivered_jobs(self.worker_id):
             if job.id not in self._in_flight:
                 await self.deliver(job)

@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.fake_discord import BOT_TOKEN, FakeDiscord
+from tests.store_fixtures import _pg_execute as pg_execute
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,27 +117,17 @@ class Fleet:
             await bot.stop()
 
 
-async def _pg(url: str, statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @contextlib.asynccontextmanager
 async def fresh_database(server_url: str) -> AsyncIterator[str]:
     """A new, empty database next to the one ``server_url`` names; dropped on exit."""
     base = make_url(server_url)
     name = f"{base.database}_fleet_{uuid.uuid4().hex[:8]}"
     admin = base.render_as_string(hide_password=False)
-    await _pg(admin, f'CREATE DATABASE "{name}"')
+    await pg_execute(admin, f'CREATE DATABASE "{name}"')
     try:
         yield base.set(database=name).render_as_string(hide_password=False)
     finally:
-        await _pg(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await pg_execute(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextlib.asynccontextmanager

@@ -57,6 +57,16 @@ def server(discord: FakeDiscord, members: int) -> tuple[Channel, list[Member]]:
     return channel, [discord.create_member(guild, f"member{i}") for i in range(members)]
 
 
+def ask_everyone(
+    discord: FakeDiscord, channel: Channel, members: list[Member]
+) -> list[InteractionRecord]:
+    """Every member runs ``/avatar generate`` at once, named after their place."""
+    return [
+        discord.slash(m, channel, "avatar generate", {"name": f"m{i}"})
+        for i, m in enumerate(members)
+    ]
+
+
 def told(record: InteractionRecord) -> bool:
     """The member's own reply shows the outcome (a success also posts a follow-up)."""
     original = record.original
@@ -78,19 +88,16 @@ def worker_of(bot: BotProcess, workers: Counter[str]) -> str:
     return next((w for w in workers if w.split(":")[1] == str(bot.pid)), "")
 
 
-def assert_sent_once(agent: FakeAgentAI, names: list[str]) -> None:
+def assert_sent_once(agent: FakeAgentAI, count: int) -> None:
     calls = Counter(r.body["name"] for r in agent.requests)
-    assert all(n == 1 for n in calls.values()), calls
+    assert calls == Counter(f"m{i}" for i in range(count)), "each member's request, once"
     assert agent.rate_limited == 0
 
 
 async def test_each_interaction_is_one_job_one_call_one_charge(fleet: Fleet) -> None:
     bots = await two_sessions_of_one_shard(fleet)
     channel, members = server(fleet.discord, 10)
-    records = [
-        fleet.discord.slash(m, channel, "avatar generate", {"name": f"m{i}"})
-        for i, m in enumerate(members)
-    ]
+    records = ask_everyone(fleet.discord, channel, members)
     await fleet.discord.wait_until(lambda: all(told(r) for r in records), within=60)
 
     for record in records:
@@ -99,7 +106,7 @@ async def test_each_interaction_is_one_job_one_call_one_charge(fleet: Fleet) -> 
         assert [c.code for c in record.refused_callbacks] in ([], [40060])
         assert len(record.followups) == 1, "the avatar was posted once"
     assert fleet.agent.calls == len(members)
-    assert_sent_once(fleet.agent, [f"m{i}" for i in range(len(members))])
+    assert_sent_once(fleet.agent, len(members))
     rows = await job_rows(fleet.database_url)
     assert len(rows) == len(members)
     assert Counter(r["user_id"] for r in rows) == Counter(m.user.id for m in members)
@@ -111,10 +118,7 @@ async def test_each_interaction_is_one_job_one_call_one_charge(fleet: Fleet) -> 
 async def test_a_killed_process_loses_nothing_and_sends_nothing_twice(fleet: Fleet) -> None:
     bots = await two_sessions_of_one_shard(fleet)
     channel, members = server(fleet.discord, 12)
-    records = [
-        fleet.discord.slash(m, channel, "avatar generate", {"name": f"m{i}"})
-        for i, m in enumerate(members)
-    ]
+    records = ask_everyone(fleet.discord, channel, members)
     for record in records:
         await fleet.discord.wait_for_ack(record)
     await fleet.discord.wait_until(lambda: fleet.agent.calls >= PER_WINDOW, within=20)
@@ -137,7 +141,7 @@ async def test_a_killed_process_loses_nothing_and_sends_nothing_twice(fleet: Fle
         stuck = [r.original.content if r.original else None for r in records if not told(r)]
         rows = await job_rows(fleet.database_url)
         raise AssertionError(f"not told: {stuck}\n{rows}\n{survivor.log()[-4000:]}") from None
-    assert_sent_once(fleet.agent, [f"m{i}" for i in range(len(members))])
+    assert_sent_once(fleet.agent, len(members))
     rows = await job_rows(fleet.database_url)
     assert len(rows) == len(members)
     assert all(r["notified"] for r in rows), "every member was told, in their interaction"
