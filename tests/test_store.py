@@ -836,3 +836,44 @@ async def test_a_failed_sync_is_not_recorded(store: SqlStore) -> None:
         await failing_sync()
     async with store.command_sync("global", "v1") as mine:
         assert mine, "tried again at the next start"
+
+
+async def test_an_interaction_makes_one_job_whatever_the_timing(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    """Two processes that both received an interaction race to queue it: one job."""
+    from dataclasses import replace
+
+    from avatarbot.store.base import InteractionRef
+
+    stores = [await store_factory.open() for _ in range(3)]
+    ref = InteractionRef(777, 888, "sealed", clock.now + timedelta(minutes=14))
+    job = replace(new_job(user_id=9), interaction=ref)
+    results = await asyncio.gather(*(s.enqueue_job(job, NO_LIMITS, clock.now) for s in stores))
+    queued = [r.job for r in results if r.job is not None]
+    assert len(queued) == 1
+    assert sum(r.duplicate for r in results) == 2
+    assert queued[0].interaction == ref
+    await stores[0].mark_notified(queued[0].id)
+    told = await stores[0].get_job(queued[0].id)
+    assert told is not None
+    assert told.interaction is None, "the token is gone once the member was told"
+
+
+async def test_an_interaction_token_is_kept_only_for_its_window(
+    store: SqlStore, clock: Clock
+) -> None:
+    from dataclasses import replace
+
+    from avatarbot.store.base import InteractionRef
+
+    ref = InteractionRef(1, 2, "sealed", clock.now + timedelta(minutes=14))
+    queued = await enqueue(store, clock, replace(new_job(user_id=3), interaction=ref))
+    await store.recover("me", clock.now + timedelta(minutes=13))
+    kept = await store.get_job(queued.id)
+    assert kept is not None
+    assert kept.interaction == ref
+    await store.recover("me", clock.now + timedelta(minutes=15))
+    gone = await store.get_job(queued.id)
+    assert gone is not None
+    assert gone.interaction is None

@@ -258,6 +258,8 @@ class Store(Protocol):
         refusal inserts nothing; call :meth:`record_refused` to keep it in history.
         Quotas count today's (UTC) queued, running and succeeded jobs; the user
         quota and the cooldown ignore jobs made before a :meth:`reset_user_quota`.
+        A job whose interaction already made one (another process queued it) is
+        not queued again: the result says ``duplicate``.
         """
         ...
 
