@@ -23,7 +23,6 @@ import discord
 from discord.ext import commands
 
 from avatar_api import AvatarClient, RetryPolicy
-from avatar_api.client import DEFAULT_TIMEOUT
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
 from avatarbot.queue import Dispatcher
@@ -62,7 +61,6 @@ class AvatarBot(commands.Bot):
         queue_poll_seconds: float = QUEUE_POLL_SECONDS,
         clock: Callable[[], datetime] = utc_now,
         budget: Budget = DEFAULT_BUDGET,
-        api_timeout: float = DEFAULT_TIMEOUT,
         api_retry: RetryPolicy | None = None,
     ) -> None:
         intents = discord.Intents.none()
@@ -80,7 +78,6 @@ class AvatarBot(commands.Bot):
         self.queue_poll_seconds = queue_poll_seconds
         self.clock = clock
         self.budget = budget
-        self.api_timeout = api_timeout
         self.api_retry = api_retry
 
     async def setup_hook(self) -> None:
@@ -89,7 +86,7 @@ class AvatarBot(commands.Bot):
             self.settings.agent_ai_token,
             base_url=self.settings.agent_ai_base_url,
             session=self.http_session,
-            timeout=self.api_timeout,
+            timeout=self.settings.agent_ai_timeout,
             retry=self.api_retry,
         )
         self.store = await open_store(self.settings.database_url)

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 
-from avatar_api.client import DEFAULT_BASE_URL
+from avatar_api.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, timeout_from_text
 
 DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
 _DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
@@ -23,6 +23,7 @@ _HELP = {
     "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:port/db",
     "DISCORD_DEV_GUILD_ID": "a server id (right-click the server with Developer Mode on)",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "AGENT_AI_TIMEOUT": f"seconds to wait for one agent.ai answer, e.g. {DEFAULT_TIMEOUT:g}",
 }
 
 
@@ -42,6 +43,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     dev_guild_id: int | None = None
     log_level: int = logging.INFO
+    agent_ai_timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +56,7 @@ class Settings:
             database_url=_database_url(env.get("DATABASE_URL", "")),
             dev_guild_id=_guild_id(env.get("DISCORD_DEV_GUILD_ID", "")),
             log_level=_log_level(env.get("LOG_LEVEL", "")),
+            agent_ai_timeout=_agent_ai_timeout(env.get("AGENT_AI_TIMEOUT", "")),
         )
 
 
@@ -115,3 +118,10 @@ def _log_level(value: str) -> int:
     if level is None:
         raise SettingsError("LOG_LEVEL", "is not a logging level")
     return level
+
+
+def _agent_ai_timeout(value: str) -> float:
+    try:
+        return timeout_from_text(value)
+    except ValueError:
+        raise SettingsError("AGENT_AI_TIMEOUT", "is not a positive number of seconds") from None

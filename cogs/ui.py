@@ -123,7 +123,10 @@ _FAILURES = {
     "to check AGENT_AI_BASE_URL.",
     "RateLimitError": "agent.ai is over its rate limit right now. Try again in a minute.",
     "ServerError": "agent.ai or HeyGen failed on their side. Try again in a few minutes.",
-    "APITimeoutError": "agent.ai did not answer in time. Try again in a few minutes.",
+    "APITimeoutError": "agent.ai did not answer in time. Your avatar may or may not have been "
+    "created; it was not sent again.",
+    "ConnectionLostError": "The connection to agent.ai broke after your request was sent. Your "
+    "avatar may or may not have been created; it was not sent again.",
     "APIConnectionError": "The bot could not reach agent.ai. Try again in a few minutes.",
     "UnexpectedResponseError": "agent.ai answered in a way the bot does not understand. "
     "Try again later; if it keeps happening, tell a server admin.",
