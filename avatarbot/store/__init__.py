@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from .base import Store
-from .dialect import create_engine
+from .dialect import create_engine, use_wal
 from .sql import SqlStore
 from .url import Backend, StoreConfigError, parse_database_url
 
@@ -28,6 +28,7 @@ async def open_store(database_url: str, *, schema: str | None = None) -> SqlStor
     engine = create_engine(target, schema=schema)
     store = SqlStore(engine, target.backend, in_memory=target.in_memory)
     try:
+        await use_wal(engine, target)
         applied = await store.migrate()
     except BaseException:
         await engine.dispose()
