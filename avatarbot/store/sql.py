@@ -152,7 +152,7 @@ class SqlStore:
         async with self._transaction(write=False) as conn:
             return await _load_settings(conn, guild_id)
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+    async def update_guild_settings(self, guild_id: int, /, **changes: object) -> GuildSettings:
         normalized = validate_settings_changes(changes)
         async with self._transaction(write=True) as conn:
             current = await _load_settings(conn, guild_id)
