@@ -77,7 +77,12 @@ async def use_wal(engine: AsyncEngine, target: DatabaseTarget) -> None:
                 raw = await conn.get_raw_connection()
                 # The driver's own connection: SQLAlchemy would open a transaction first,
                 # and the journal mode cannot change inside one.
-                await raw.driver_connection.execute("PRAGMA journal_mode = WAL")  # type: ignore[union-attr]
+                driver = raw.driver_connection
+                assert driver is not None
+                # Read the answer and close the cursor: an unfinished statement would
+                # make the pooled connection's next commit fail.
+                async with driver.execute("PRAGMA journal_mode = WAL") as cursor:
+                    await cursor.fetchall()
             return
         except (OperationalError, sqlite3.OperationalError) as error:
             if "locked" not in str(error) or loop.time() >= deadline:
