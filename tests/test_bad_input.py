@@ -541,6 +541,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_bombs_do_not_grow_the_process_memory() -> None:
     """Pillow's C allocations escape tracemalloc: the peak RSS of a fresh process does not."""
