@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -29,6 +31,9 @@ from avatar_api import (
     ValidationError,
 )
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
+from avatarbot.settings import Settings, SettingsError
+from bot import AvatarBot
+from tests.bot_world import DISCORD_TOKEN, settings_for, sqlite_url
 from tests.conftest import FAST_RETRY
 from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
 from tests.tcp_proxy import TcpProxy
@@ -309,6 +314,38 @@ async def test_nothing_listening_is_a_connection_error(http_session: aiohttp.Cli
 
 def test_the_default_timeout_is_agent_ai_timeouts_default() -> None:
     assert AvatarClient(TOKEN)._timeout.total == 90
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 90.0), ("12.5", 12.5), (" 3 ", 3.0)])
+def test_agent_ai_timeout_is_read_from_the_environment(value: str, seconds: float) -> None:
+    env = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN, "AGENT_AI_TIMEOUT": value}
+    assert Settings.from_env(env).agent_ai_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "ninety", "1e999"])
+def test_a_malformed_agent_ai_timeout_is_one_clear_settings_error(value: str) -> None:
+    env = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN, "AGENT_AI_TIMEOUT": value}
+    with pytest.raises(SettingsError, match=r"^AGENT_AI_TIMEOUT is not a positive number"):
+        Settings.from_env(env)
+
+
+async def test_the_bot_gives_its_client_agent_ai_timeout(
+    fake_agent_ai: FakeAgentAI, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(
+        settings_for(fake_agent_ai, sqlite_url(tmp_path)), agent_ai_timeout=7.0
+    )
+    bot = AvatarBot(settings, extensions=())
+    bot.sync_commands = _no_sync  # type: ignore[method-assign]  # no Discord here
+    try:
+        await bot.setup_hook()
+        assert bot.avatar_client._timeout.total == 7.0
+    finally:
+        await bot.close_services()
+
+
+async def _no_sync() -> None:
+    return None
 
 
 @pytest.mark.parametrize(
