@@ -49,6 +49,7 @@ VALID = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN}
         ({**VALID, "DATABASE_URL": "mysql://x"}, "DATABASE_URL", "postgresql://"),
         ({**VALID, "DISCORD_DEV_GUILD_ID": "abc"}, "DISCORD_DEV_GUILD_ID", "server id"),
         ({**VALID, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO"),
+        ({**VALID, "AGENT_AI_TIMEOUT": "soon"}, "AGENT_AI_TIMEOUT", "positive number of seconds"),
     ],
 )
 async def test_bad_settings_stop_start_up_with_one_line(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -145,6 +147,28 @@ async def test_concurrent_starters_migrate_once(store_factory: StoreFactory) -> 
     stores = await asyncio.gather(*(store_factory.open() for _ in range(5)))
     for opened in stores:
         assert await opened.schema_version() == len(MIGRATIONS)
+
+
+async def test_a_starter_waits_for_a_lock_another_process_holds_on_a_new_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    """Switching a new file to WAL needs an exclusive lock, which SQLite refuses at once
+    (no busy wait) while another connection writes: the starter must wait, not fail."""
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE elsewhere (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO elsewhere VALUES (1)")
+    asyncio.get_running_loop().call_later(0.3, other.commit)
+    try:
+        store = await open_store(f"sqlite:///{path}")
+    finally:
+        other.close()
+
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 # --- settings -------------------------------------------------------------------------

@@ -8,9 +8,12 @@ enqueue atomic per guild and migrations exclusive; claims lock the one budget ro
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Select, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
@@ -44,8 +47,7 @@ def _sqlite_engine(target: DatabaseTarget) -> AsyncEngine:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         if not target.in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # WAL: see use_wal
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -54,6 +56,39 @@ def _sqlite_engine(target: DatabaseTarget) -> AsyncEngine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+async def use_wal(engine: AsyncEngine, target: DatabaseTarget) -> None:
+    """Switch a SQLite file to WAL, once, before anything else uses it (the mode persists).
+
+    The switch needs an exclusive lock, and SQLite refuses it at once ("database is
+    locked"), without waiting in its busy handler, while another connection holds a
+    lock, e.g. a second process starting at the same moment and migrating. So it waits
+    here, for up to the busy timeout.
+    """
+    if target.backend is not Backend.SQLITE or target.in_memory:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                # The driver's own connection: SQLAlchemy would open a transaction first,
+                # and the journal mode cannot change inside one.
+                driver = raw.driver_connection
+                assert driver is not None
+                # Read the answer and close the cursor: an unfinished statement would
+                # make the pooled connection's next commit fail.
+                async with driver.execute("PRAGMA journal_mode = WAL") as cursor:
+                    await cursor.fetchall()
+            return
+        except (OperationalError, sqlite3.OperationalError) as error:
+            if "locked" not in str(error) or loop.time() >= deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.25)
 
 
 def _postgres_engine(target: DatabaseTarget, schema: str | None) -> AsyncEngine:
