@@ -9,6 +9,7 @@ the delta still misses.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    delete,
     insert,
     inspect,
     select,
@@ -41,7 +43,14 @@ from avatarbot.store.migrations import (
     add_column,
     migrate_step,
 )
-from avatarbot.store.schema import UTCDateTime, dispatch_state, jobs, metadata
+from avatarbot.store.schema import (
+    UTCDateTime,
+    claims,
+    dispatch_state,
+    jobs,
+    metadata,
+    schema_version,
+)
 from avatarbot.store.url import parse_database_url
 from tests.schema_v1 import create_v1_database
 from tests.store_fixtures import StoreFactory, store_factory
@@ -122,6 +131,36 @@ async def test_a_database_of_the_first_release_upgrades_to_the_tables(
         FailureKind.MAYBE_CREATED,
         FailureKind.INTERRUPTED,
     ]
+
+
+async def test_concurrent_starters_upgrade_a_first_release_database_once(
+    store_factory: StoreFactory,
+) -> None:
+    old = _old_store(store_factory)
+    try:
+        async with old.engine.begin() as conn:
+            await create_v1_database(conn, old.backend, NOW)
+    finally:
+        await old.close()
+
+    stores = await asyncio.gather(*(store_factory.open() for _ in range(4)))
+
+    async with stores[0].engine.connect() as conn:
+        steps = (await conn.execute(select(schema_version.c.version))).scalars().all()
+    assert sorted(steps) == [1, *(m.version for m in MIGRATIONS)]
+
+
+async def test_a_row_id_is_never_reused(store_factory: StoreFactory) -> None:
+    """What ``sqlite_autoincrement`` keeps from the first release (the comparison cannot see it)."""
+    store = await store_factory.open()
+    add_claim = insert(claims).values(claimed_at=NOW, worker="w").returning(claims.c.id)
+    async with store.engine.begin() as conn:
+        first = await conn.scalar(add_claim)
+        await conn.execute(delete(claims))
+        second = await conn.scalar(add_claim)
+    assert first is not None
+    assert second is not None
+    assert second > first
 
 
 async def test_a_delta_built_from_the_tables_adds_a_column_and_an_index(
