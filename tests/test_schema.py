@@ -108,14 +108,7 @@ async def test_a_new_database_equals_the_tables(store_factory: StoreFactory) -> 
 async def test_a_database_of_the_first_release_upgrades_to_the_tables(
     store_factory: StoreFactory,
 ) -> None:
-    old = _old_store(store_factory)
-    try:
-        async with old.engine.begin() as conn:
-            await create_v1_database(conn, old.backend, NOW)
-            await _fill_v1_tables(conn)
-            before = await _rows(conn)
-    finally:
-        await old.close()
+    before = await _first_release_database(store_factory, with_rows=True)
 
     store = await store_factory.open()
 
@@ -136,12 +129,7 @@ async def test_a_database_of_the_first_release_upgrades_to_the_tables(
 async def test_concurrent_starters_upgrade_a_first_release_database_once(
     store_factory: StoreFactory,
 ) -> None:
-    old = _old_store(store_factory)
-    try:
-        async with old.engine.begin() as conn:
-            await create_v1_database(conn, old.backend, NOW)
-    finally:
-        await old.close()
+    await _first_release_database(store_factory, with_rows=False)
 
     stores = await asyncio.gather(*(store_factory.open() for _ in range(4)))
 
@@ -195,9 +183,20 @@ async def test_a_delta_built_from_the_tables_adds_a_column_and_an_index(
     ).items()
 
 
-def _old_store(store_factory: StoreFactory) -> SqlStore:
+async def _first_release_database(
+    store_factory: StoreFactory, *, with_rows: bool
+) -> dict[str, list[dict[str, Any]]]:
+    """Build the database the first release left behind; returns its rows."""
     target = parse_database_url(store_factory.url)
-    return SqlStore(create_engine(target, schema=store_factory.schema), target.backend)
+    old = SqlStore(create_engine(target, schema=store_factory.schema), target.backend)
+    try:
+        async with old.engine.begin() as conn:
+            await create_v1_database(conn, old.backend, NOW)
+            if with_rows:
+                await _fill_v1_tables(conn)
+            return await _rows(conn)
+    finally:
+        await old.close()
 
 
 V2_KINDS = {"APITimeoutError": "maybe_created", "Interrupted": "interrupted"}
