@@ -94,8 +94,11 @@ def _v2_statements(backend: Backend) -> list[str]:
 
 
 # Version 1 (the first release) is the base: a database older than that has none of
-# our tables. Append new versions at the end.
-MIGRATIONS: tuple[Migration, ...] = (Migration(2, "typed failure kinds", _v2_statements),)
+# our tables, and a new one is created from the tables at LATEST_VERSION.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(2, "typed failure kinds", _v2_statements),
+    # Append the next version here.
+)
 FIRST_VERSION = 1
 LATEST_VERSION = max((m.version for m in MIGRATIONS), default=FIRST_VERSION)
 
