@@ -20,7 +20,7 @@ from aiohttp import web
 from avatarbot import __version__
 from avatarbot.settings import Settings
 from avatarbot.store import open_store
-from avatarbot.store.migrations import MIGRATIONS
+from avatarbot.store.migrations import LATEST_VERSION
 from tests.bot_world import DISCORD_TOKEN, QUEUE_POLL_SECONDS, Bots, outcome
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.processes import run_python
@@ -199,7 +199,7 @@ async def test_check_migrates_the_database_and_never_logs_in(
     assert "Traceback" not in err
     store = await open_store(f"sqlite:///{database}")
     try:
-        assert await store.schema_version() == len(MIGRATIONS)
+        assert await store.schema_version() == LATEST_VERSION
     finally:
         await store.close()
 
