@@ -31,6 +31,7 @@ from avatarbot.service import AvatarService, utc_now
 from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, open_store
 from avatarbot.store.base import Budget, Store
+from cogs.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class AvatarBot(commands.Bot):
         )
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
+        await self.tree.set_translator(CatalogTranslator())
         await self.sync_commands()
         await self.dispatcher.start()
         log.info("ready to serve as worker %s", self.worker_id)

@@ -31,9 +31,10 @@ MAX_LIST_ENTRIES = 25
 
 
 class ListAction(StrEnum):
-    ADD = "add"
-    REMOVE = "remove"
-    CLEAR = "clear"
+    # Discord shows a member's name as the choice: lower case, as in the docs ("add").
+    add = "add"
+    remove = "remove"
+    clear = "clear"
 
 
 def describe_settings(settings: GuildSettings, log_channel_problem: str | None) -> discord.Embed:
@@ -234,12 +235,12 @@ class AdminCog(
     ) -> None:
         settings = await self._settings(interaction)
         given = normalize_blocked_words(words or "")
-        if action is not ListAction.CLEAR and not given:
+        if action is not ListAction.clear and not given:
             raise AvatarError("Give one or more words, separated by commas.")
         current = list(settings.blocked_words)
-        if action is ListAction.ADD:
+        if action is ListAction.add:
             current += [w for w in given if w not in current]
-        elif action is ListAction.REMOVE:
+        elif action is ListAction.remove:
             current = [w for w in current if w not in given]
         else:
             current = []
@@ -332,11 +333,11 @@ class AdminCog(
 def _apply(
     action: ListAction, current: frozenset[int], item: discord.abc.Snowflake | None, what: str
 ) -> frozenset[int]:
-    if action is ListAction.CLEAR:
+    if action is ListAction.clear:
         return frozenset()
     if item is None:
         raise AvatarError(f"Choose a {what} to {action.value}.")
-    if action is ListAction.ADD:
+    if action is ListAction.add:
         if len(current) >= MAX_LIST_ENTRIES and item.id not in current:
             raise AvatarError(f"At most {MAX_LIST_ENTRIES} entries.")
         return current | {item.id}
