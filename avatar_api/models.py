@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from .exceptions import UnexpectedResponseError, ValidationError
+from .text import N_
 
 OUTPUT_VARIABLE_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 DEFAULT_OUTPUT_VARIABLE = "avatar_result"
@@ -213,20 +214,27 @@ class AvatarRequest:
 
     def _validate_name(self) -> None:
         if not self.name.strip():
-            raise ValidationError("the avatar name is empty", field="name")
+            raise ValidationError(N_("the avatar name is empty"), field="name")
         if len(self.name) > MAX_NAME_LENGTH:
             raise ValidationError(
-                f"the avatar name is {len(self.name)} characters; at most {MAX_NAME_LENGTH}",
+                N_(
+                    "the avatar name is {length} characters; at most {max_length}",
+                    length=len(self.name),
+                    max_length=MAX_NAME_LENGTH,
+                ),
                 field="name",
             )
         if any(_is_control(c) for c in self.name):
-            raise ValidationError("the avatar name holds control characters", field="name")
+            raise ValidationError(N_("the avatar name holds control characters"), field="name")
 
     def _validate_appearance(self) -> None:
         if self.appearance is not None and len(self.appearance) > MAX_APPEARANCE_LENGTH:
             raise ValidationError(
-                f"the appearance text is {len(self.appearance)} characters; "
-                f"HeyGen takes at most {MAX_APPEARANCE_LENGTH}",
+                N_(
+                    "the appearance text is {length} characters; HeyGen takes at most {max_length}",
+                    length=len(self.appearance),
+                    max_length=MAX_APPEARANCE_LENGTH,
+                ),
                 field="appearance",
             )
 

@@ -17,11 +17,9 @@ from __future__ import annotations
 import gettext as gettext_module
 import io
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import MappingProxyType
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
@@ -31,6 +29,8 @@ from babel.messages.pofile import read_po
 from babel.numbers import format_decimal, format_percent
 from babel.units import format_unit
 
+from avatar_api.text import N_, LazyText
+
 log = logging.getLogger(__name__)
 
 DOMAIN = "avatarbot"
@@ -39,28 +39,6 @@ ENGLISH = "en-US"
 # Discord's tags for the languages with a catalog; every other locale reads English.
 SUPPORTED_LOCALES: tuple[str, ...] = ("de", "fr", "es-ES", "pt-BR", "ja")
 ALL_LOCALES: tuple[str, ...] = (ENGLISH, *SUPPORTED_LOCALES)
-
-
-def N_(message: str, /, **params: object) -> LazyText:
-    """Mark ``message`` for the catalog and keep it, with its fields, for rendering later."""
-    return LazyText(message, MappingProxyType(dict(params)))
-
-
-@dataclass(frozen=True, slots=True)
-class LazyText:
-    """A message id and its fields, rendered in the reader's language when it is shown."""
-
-    message: str
-    params: Mapping[str, object] = field(default_factory=dict)
-
-    def render(self, translation: Translation) -> str:
-        params = {k: translation.render(v) for k, v in self.params.items()}
-        return translation.gettext(self.message, **params)
-
-    def __str__(self) -> str:
-        if not self.params:
-            return self.message
-        return self.message.format(**{k: str(v) for k, v in self.params.items()})
 
 
 def resolve_locale(tag: str | None) -> str:

@@ -16,6 +16,8 @@ from babel.messages.catalog import Catalog as PoCatalog
 from babel.messages.catalog import Message
 from babel.messages.pofile import read_po, write_po
 
+from avatar_api import AvatarRequest, PhotoError, ValidationError
+from avatar_api.photos import check_photo_size
 from avatarbot.i18n import (
     ENGLISH,
     LOCALE_DIR,
@@ -309,3 +311,16 @@ async def test_synced_schema_carries_descriptions_and_choice_names_in_every_lang
     assert half.name_localizations[discord.Locale.german] == "Halbkörper"
     assert half.name_localizations[discord.Locale.japanese] == "上半身"
     assert discord.Locale.korean not in half.name_localizations
+
+
+def test_photo_and_name_refusals_render_in_the_readers_language() -> None:
+    with pytest.raises(PhotoError) as caught:
+        check_photo_size(0, index=2)
+    assert str(caught.value) == "photo 2: the file is empty — attach the photo again"
+    german = for_locale("de").render(caught.value.text)
+    assert german == "Foto 2: die Datei ist leer — hänge das Foto erneut an"
+    with pytest.raises(ValidationError) as named:
+        AvatarRequest.generate(name="x" * 101)
+    assert for_locale("ja").render(named.value.text) == (
+        "アバターの名前が 101 文字です。100 文字までにしてください"
+    )
