@@ -37,25 +37,43 @@ DOMAIN = "avatarbot"
 LOCALE_DIR = Path(__file__).resolve().parent.parent / "locales"
 ENGLISH = "en-US"
 # Discord's tags for the languages with a catalog; every other locale reads English.
-SUPPORTED_LOCALES: tuple[str, ...] = ("de", "fr", "es-ES", "pt-BR", "ja")
-ALL_LOCALES: tuple[str, ...] = (ENGLISH, *SUPPORTED_LOCALES)
 
 
-def resolve_locale(tag: str | None) -> str:
-    """The catalog for Discord's locale ``tag``: exact first, then same language, else English.
+def discover_locales(directory: Path, domain: str = DOMAIN) -> tuple[str, ...]:
+    """Discord's tags for the languages that have a catalog: ``pt_BR/`` is ``pt-BR``.
 
-    ``es-419`` reads the Spanish catalog; ``ko``, ``en-GB`` or nothing read English.
+    A new language is one new ``<locale>/LC_MESSAGES/avatarbot.po``: nothing else lists them.
     """
+    if not directory.is_dir():
+        return ()
+    found = (
+        path.parent.parent.name.replace("_", "-")
+        for path in directory.glob(f"*/LC_MESSAGES/{domain}.po")
+    )
+    return tuple(sorted(tag for tag in found if tag != ENGLISH))
+
+
+def pick_locale(tag: str | None, supported: Iterable[str]) -> str:
+    """Exact match first, then the same language (``es-419`` reads ``es-ES``), else English."""
     if not tag:
         return ENGLISH
     tag = str(tag)
-    if tag in SUPPORTED_LOCALES:
+    supported = tuple(supported)
+    if tag in supported:
         return tag
     language = tag.split("-", 1)[0].lower()
-    for supported in SUPPORTED_LOCALES:
-        if supported.split("-", 1)[0].lower() == language:
-            return supported
+    for candidate in supported:
+        if candidate.split("-", 1)[0].lower() == language:
+            return candidate
     return ENGLISH
+
+
+SUPPORTED_LOCALES: tuple[str, ...] = discover_locales(LOCALE_DIR)
+
+
+def resolve_locale(tag: str | None) -> str:
+    """The catalog Discord's locale ``tag`` reads; ``ko``, ``en-GB`` or nothing read English."""
+    return pick_locale(tag, SUPPORTED_LOCALES)
 
 
 def babel_locale(tag: str) -> Locale:
@@ -137,18 +155,23 @@ class Catalog:
     def __init__(self, directory: Path = LOCALE_DIR, *, domain: str = DOMAIN) -> None:
         self.directory = directory
         self.domain = domain
+        self.supported = discover_locales(directory, domain)
         self._translations: dict[str, Translation] = {
             ENGLISH: Translation(ENGLISH, gettext_module.NullTranslations())
         }
-        for tag in SUPPORTED_LOCALES:
+        for tag in self.supported:
             self._translations[tag] = self._load(tag)
 
     @property
-    def locales(self) -> Iterable[str]:
-        return self._translations.keys()
+    def locales(self) -> tuple[str, ...]:
+        """English first, then every language with a catalog."""
+        return (ENGLISH, *self.supported)
+
+    def resolve(self, tag: str | None) -> str:
+        return pick_locale(tag, self.supported)
 
     def for_locale(self, tag: str | None) -> Translation:
-        return self._translations[resolve_locale(tag)]
+        return self._translations[self.resolve(tag)]
 
     def po_path(self, tag: str) -> Path:
         return self.directory / po_dir_name(tag) / "LC_MESSAGES" / f"{self.domain}.po"
@@ -156,15 +179,12 @@ class Catalog:
     def _load(self, tag: str) -> Translation:
         po = self.po_path(tag)
         mo = po.with_suffix(".mo")
-        if mo.is_file() and (not po.is_file() or mo.stat().st_mtime >= po.stat().st_mtime):
+        if mo.is_file() and mo.stat().st_mtime >= po.stat().st_mtime:
             with mo.open("rb") as handle:
                 catalog = read_mo(handle)
-        elif po.is_file():
+        else:
             with po.open("rb") as handle:
                 catalog = read_po(handle)
-        else:
-            log.warning("no catalog for %s at %s; that language reads English", tag, po)
-            return Translation(tag, gettext_module.NullTranslations())
         return Translation(
             tag, gettext_module.GNUTranslations(compile_catalog(catalog)), known_ids(catalog)
         )
@@ -217,7 +237,6 @@ def for_locale(tag: str | None) -> Translation:
 
 
 __all__ = [
-    "ALL_LOCALES",
     "ENGLISH",
     "N_",
     "SUPPORTED_LOCALES",

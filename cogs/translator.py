@@ -11,7 +11,7 @@ from __future__ import annotations
 import discord
 from discord import app_commands
 
-from avatarbot.i18n import ENGLISH, Catalog, default_catalog, resolve_locale
+from avatarbot.i18n import ENGLISH, Catalog, default_catalog
 
 _Location = app_commands.TranslationContextLocation
 TRANSLATED_LOCATIONS = frozenset(
@@ -36,7 +36,7 @@ class CatalogTranslator(app_commands.Translator):
     ) -> str | None:
         if context.location not in TRANSLATED_LOCATIONS:
             return None
-        tag = resolve_locale(locale.value)
+        tag = self.catalog.resolve(locale.value)
         if tag == ENGLISH:
             return None
         return self.catalog.for_locale(tag).lookup(string.message)

@@ -14,6 +14,7 @@ import discord
 import pytest
 from babel.messages.catalog import Catalog as PoCatalog
 from babel.messages.catalog import Message
+from babel.messages.extract import DEFAULT_KEYWORDS, extract
 from babel.messages.pofile import read_po, write_po
 
 from avatar_api import AvatarRequest, PhotoError, ValidationError
@@ -228,7 +229,21 @@ def test_a_corrected_po_file_is_compiled_at_load_and_fuzzy_entries_read_english(
     german = catalog.for_locale("de")
     assert german.gettext("Cancel") == "Abbruch"
     assert german.gettext("Keep them") == "Keep them"  # fuzzy: never shown
+    assert catalog.supported == ("de",)
     assert catalog.for_locale("fr").gettext("Cancel") == "Cancel"  # no fr catalog here
+
+
+def test_a_new_language_is_one_new_po_file(tmp_path: Path) -> None:
+    _write_po(tmp_path, "it", [("Cancel", "Annulla", False)])
+    _write_po(tmp_path, "pt-BR", [("Cancel", "Cancelar", False)])
+    catalog = Catalog(tmp_path)
+    assert catalog.supported == ("it", "pt-BR")
+    assert catalog.for_locale("it").gettext("Cancel") == "Annulla"
+    assert catalog.for_locale("pt-PT").gettext("Cancel") == "Cancelar"
+
+
+def test_the_shipped_languages() -> None:
+    assert set(SUPPORTED_LOCALES) == {"de", "fr", "es-ES", "pt-BR", "ja"}
 
 
 def test_a_compiled_catalog_is_used_until_its_po_file_is_newer(tmp_path: Path) -> None:
@@ -324,3 +339,28 @@ def test_photo_and_name_refusals_render_in_the_readers_language() -> None:
     assert for_locale("ja").render(named.value.text) == (
         "アバターの名前が 101 文字です。100 文字までにしてください"
     )
+
+
+# --- the code and the catalog agree ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+I18N_SOURCES = ("bot.py", "cogs", "avatarbot", "avatar_api")  # as `make messages` scans
+KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "locale_str": None}
+
+
+def marked_in_code() -> set[str]:
+    found: set[str] = set()
+    for source in I18N_SOURCES:
+        path = ROOT / source
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        for file in files:
+            with file.open("rb") as handle:
+                for _, message, _, _ in extract("python", handle, keywords=KEYWORDS):
+                    found.add(message[0] if isinstance(message, tuple) else message)
+    return found
+
+
+def test_every_text_marked_in_the_code_is_in_the_catalog() -> None:
+    template = {m.id[0] if isinstance(m.id, tuple) else m.id for m in entries(TEMPLATE)}
+    missing = sorted(marked_in_code() - template)
+    assert not missing, f"run `make messages` and translate: {missing[:5]}"
