@@ -108,13 +108,15 @@ class Photo:
 
     def __post_init__(self) -> None:
         if sniff_mime_type(self.data) is not self.mime_type:
-            raise ValidationError(f"photo bytes are not {self.mime_type.value}")
+            raise ValidationError(
+                N_("photo bytes are not {mime_type}", mime_type=self.mime_type.value)
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Photo:
         mime = sniff_mime_type(data)
         if mime is None:
-            raise ValidationError("photo is neither JPEG nor PNG (checked by its bytes)")
+            raise ValidationError(N_("photo is neither JPEG nor PNG (checked by its bytes)"))
         return cls(data, mime)
 
     @property
@@ -207,8 +209,11 @@ class AvatarRequest:
         value = self.output_variable_name
         if len(value) > MAX_OUTPUT_VARIABLE_LENGTH or not OUTPUT_VARIABLE_PATTERN.match(value):
             raise ValidationError(
-                "output_variable_name must start with a letter and hold only letters, digits "
-                f"and underscores (at most {MAX_OUTPUT_VARIABLE_LENGTH})",
+                N_(
+                    "output_variable_name must start with a letter and hold only letters, digits "
+                    "and underscores (at most {max_length})",
+                    max_length=MAX_OUTPUT_VARIABLE_LENGTH,
+                ),
                 field="output_variable_name",
             )
 
@@ -241,10 +246,15 @@ class AvatarRequest:
     def _validate_photos(self) -> None:
         count = len(self.photos)
         if self.source_type is SourceType.GENERATE and count:
-            raise ValidationError("generate mode takes no photos", field="photos")
+            raise ValidationError(N_("generate mode takes no photos"), field="photos")
         if self.source_type is SourceType.UPLOAD and not 1 <= count <= MAX_PHOTOS:
             raise ValidationError(
-                f"upload mode needs 1 to {MAX_PHOTOS} photos, got {count}", field="photos"
+                N_(
+                    "upload mode needs 1 to {max_photos} photos, got {count}",
+                    max_photos=MAX_PHOTOS,
+                    count=count,
+                ),
+                field="photos",
             )
 
     def options(self) -> dict[str, str]:
@@ -333,7 +343,10 @@ def _coerce(enum: type[E], value: E | str | None, field_name: str) -> E:
         return enum(value)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise ValidationError(f"{field_name} must be one of: {allowed}", field=field_name) from None
+        raise ValidationError(
+            N_("{field} must be one of: {allowed}", field=field_name, allowed=allowed),
+            field=field_name,
+        ) from None
 
 
 def _is_control(char: str) -> bool:
