@@ -17,6 +17,8 @@ from typing import Protocol
 class Renderer(Protocol):
     def gettext(self, message: str, /, **params: object) -> str: ...
 
+    def ngettext(self, singular: str, plural: str, n: int, /, **params: object) -> str: ...
+
 
 @dataclass(frozen=True, slots=True)
 class LazyText:
@@ -36,6 +38,30 @@ class LazyText:
         if not self.params:
             return self.message
         return self.message.format(**{key: str(value) for key, value in self.params.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class LazyPlural(LazyText):
+    """A message whose wording depends on a count ("1 word" / "3 words")."""
+
+    plural: str = ""
+    count: int = 0
+
+    def render(self, translation: Renderer) -> str:
+        params = {
+            key: value.render(translation) if isinstance(value, LazyText) else value
+            for key, value in self.params.items()
+        }
+        return translation.ngettext(self.message, self.plural, self.count, **params)
+
+    def __str__(self) -> str:
+        chosen = self.message if self.count == 1 else self.plural
+        return chosen.format(**{key: str(value) for key, value in self.params.items()})
+
+
+def N_plural(singular: str, plural: str, count: int, /, **params: object) -> LazyPlural:
+    """:func:`N_` for a message with a plural form, chosen by ``count`` in each language."""
+    return LazyPlural(singular, MappingProxyType(dict(params)), plural, count)
 
 
 def N_(message: str, /, **params: object) -> LazyText:

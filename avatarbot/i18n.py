@@ -113,8 +113,8 @@ class Translation:
         text = self._messages.ngettext(singular, plural, n)
         return text.format(**params) if params else text
 
-    def render(self, text: object) -> object:
-        """A :class:`LazyText` in this language; anything else as it is."""
+    def render(self, text: LazyText | str) -> str:
+        """A :class:`LazyText` in this language; a plain string as it is."""
         return text.render(self) if isinstance(text, LazyText) else text
 
     def lookup(self, message: str) -> str | None:

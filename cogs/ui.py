@@ -12,6 +12,7 @@ from enum import StrEnum
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from avatar_api.preflight import PreflightReport
 from avatarbot.store.base import JobMode, JobRecord, JobState
@@ -41,9 +42,45 @@ def choice_label(value: str) -> str:
     return label[:1].upper() + label[1:]
 
 
+# What Discord shows for each API value (a choice's value stays the API's string).
+_CHOICE_NAMES = {
+    "Young Adult": locale_str("Young adult"),
+    "Middle-Aged": locale_str("Middle-aged"),
+    "Senior": locale_str("Senior"),
+    "Unspecified": locale_str("Unspecified"),
+    "Male": locale_str("Male"),
+    "Female": locale_str("Female"),
+    "Non-Binary": locale_str("Non-binary"),
+    "Asian": locale_str("Asian"),
+    "Black": locale_str("Black"),
+    "Caucasian": locale_str("Caucasian"),
+    "Hispanic": locale_str("Hispanic"),
+    "Middle Eastern": locale_str("Middle Eastern"),
+    "Mixed": locale_str("Mixed"),
+    "square": locale_str("Square"),
+    "portrait": locale_str("Portrait"),
+    "landscape": locale_str("Landscape"),
+    "half_body": locale_str("Half body"),
+    "close_up": locale_str("Close up"),
+    "full_body": locale_str("Full body"),
+    "Realistic": locale_str("Realistic"),
+    "Artistic": locale_str("Artistic"),
+    "Professional": locale_str("Professional"),
+    "face": locale_str("Face"),
+    "sharpness": locale_str("Sharpness"),
+    "exposure": locale_str("Exposure"),
+    "duplicate": locale_str("Duplicate"),
+}
+
+
+def choice_name(value: str) -> locale_str:
+    """The name of an API value as a choice, translated by the command tree's translator."""
+    return _CHOICE_NAMES.get(value) or locale_str(choice_label(value))
+
+
 def enum_choices(enum: type[StrEnum]) -> list[app_commands.Choice[str]]:
     """Discord choices whose values are the API's strings and whose names read well."""
-    return [app_commands.Choice(name=choice_label(m.value), value=m.value) for m in enum]
+    return [app_commands.Choice(name=choice_name(m.value), value=m.value) for m in enum]
 
 
 def safe(text: str, limit: int = 1024) -> str:

@@ -345,7 +345,7 @@ def test_photo_and_name_refusals_render_in_the_readers_language() -> None:
 
 ROOT = Path(__file__).resolve().parent.parent
 I18N_SOURCES = ("bot.py", "cogs", "avatarbot", "avatar_api")  # as `make messages` scans
-KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "locale_str": None}
+KEYWORDS = {**DEFAULT_KEYWORDS, "N_": None, "N_plural": (1, 2), "locale_str": None}
 
 
 def marked_in_code() -> set[str]:

@@ -19,9 +19,11 @@ SCANNED = (
     "avatar_api/photos.py",
     "avatar_api/preflight.py",
     "avatarbot/policy.py",
+    "cogs/admin.py",
+    "cogs/errors.py",
 )
 
-TRANSLATING_CALLS = frozenset({"gettext", "ngettext", "N_", "locale_str", "_"})
+TRANSLATING_CALLS = frozenset({"gettext", "ngettext", "N_", "N_plural", "locale_str", "_"})
 
 
 @dataclass(frozen=True)
