@@ -25,6 +25,7 @@ from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
 from .errors import refuse, reply_to_error, report_unexpected
+from .language import member_language, server_language
 from .ui import (
     NO_MENTIONS,
     WORKING,
@@ -275,7 +276,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             photos, PreflightConfig.from_disabled(settings.disabled_checks)
         )
         if not report.ok:
-            await self._edit(interaction, content=preflight_refusal(report))
+            await self._edit(
+                interaction, content=preflight_refusal(report, member_language(interaction))
+            )
             return
         request = AvatarRequest.upload(photos, name=name)
         admission = await self.bot.service.submit(
@@ -305,14 +308,18 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        await self._edit(interaction, content=progress_text(job.id, position, None))
+        await self._edit(
+            interaction, content=progress_text(job.id, position, None, member_language(interaction))
+        )
         self.bot.dispatcher.wake()
 
     async def job_started(self, job: JobRecord) -> None:
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         if interaction is not None:
-            await self._edit(interaction, content=progress_text(job.id, None, None))
+            await self._edit(
+                interaction, content=progress_text(job.id, None, None, member_language(interaction))
+            )
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -327,7 +334,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
                 continue
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
-            content = progress_text(job_id, place.position, eta)
+            content = progress_text(job_id, place.position, eta, member_language(interaction))
             self._place_edits[job_id] = asyncio.create_task(
                 self._edit(interaction, content=content)
             )
@@ -363,7 +370,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
         """Failures and uploads stay private; a generated avatar is shown to the channel."""
-        embed = result_embed(job)
+        embed = result_embed(job, member_language(interaction))
         try:
             if job.state is JobState.SUCCEEDED and job.mode is JobMode.GENERATE:
                 await interaction.followup.send(
@@ -381,7 +388,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
         """The interaction is gone (expired, or a restart): a DM, else the channel."""
-        embed = result_embed(job)
+        embed = result_embed(job, server_language(self.bot.get_guild(job.guild_id)))
         note = "Here is the outcome of your avatar request:"
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
@@ -421,7 +428,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
             return
         try:
-            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+            embed = log_embed(job, server_language(self.bot.get_guild(job.guild_id)))
+            await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 

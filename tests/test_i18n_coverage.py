@@ -21,6 +21,7 @@ SCANNED = (
     "avatarbot/policy.py",
     "cogs/admin.py",
     "cogs/errors.py",
+    "cogs/ui.py",
 )
 
 TRANSLATING_CALLS = frozenset({"gettext", "ngettext", "N_", "N_plural", "locale_str", "_"})
