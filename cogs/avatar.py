@@ -24,7 +24,7 @@ from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
-from .errors import refuse, reply_to_error, report_unexpected
+from .errors import acknowledge, refuse, reply_to_error, report_unexpected
 from .language import member_language, server_language
 from .ui import (
     NO_MENTIONS,
@@ -161,7 +161,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             appearance=appearance,
         )
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
         admission = await self.bot.service.submit(
             requester, JobMode.GENERATE, request.options(), owner=self.bot.worker_id
         )
@@ -195,7 +195,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         AvatarRequest.generate(name=name)  # validates the name before anything else
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:
