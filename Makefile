@@ -74,10 +74,10 @@ I18N_SOURCES := bot.py cogs avatarbot avatar_api
 .PHONY: messages compile
 
 messages: $(VENV)/.dev
-	$(BIN)/pybabel extract --quiet -F babel.cfg -k N_ -k N_plural:1,2 -k locale_str -c kind: -w 100 \
+	$(BIN)/pybabel --quiet extract -F babel.cfg -k N_ -k N_plural:1,2 -k locale_str -c kind: -w 100 \
 		--sort-by-file --project="Avatar Bot" --copyright-holder="Avatar Bot contributors" \
 		-o $(LOCALES_DIR)/avatarbot.pot $(I18N_SOURCES)
-	$(BIN)/pybabel update --quiet -i $(LOCALES_DIR)/avatarbot.pot -d $(LOCALES_DIR) \
+	$(BIN)/pybabel --quiet update -i $(LOCALES_DIR)/avatarbot.pot -d $(LOCALES_DIR) \
 		-D avatarbot -w 100
 
 compile: $(VENV)/.runtime
