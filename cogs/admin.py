@@ -35,10 +35,17 @@ MAX_LIST_ENTRIES = 25
 
 
 class ListAction(StrEnum):
-    # Discord shows a member's name as the choice: lower case, as in the docs ("add").
-    add = "add"
-    remove = "remove"
-    clear = "clear"
+    ADD = "add"
+    REMOVE = "remove"
+    CLEAR = "clear"
+
+
+# The action's word as Discord shows it (translated); the value is the documented word.
+ACTION_CHOICES = [
+    app_commands.Choice(name=locale_str("add"), value=ListAction.ADD.value),
+    app_commands.Choice(name=locale_str("remove"), value=ListAction.REMOVE.value),
+    app_commands.Choice(name=locale_str("clear"), value=ListAction.CLEAR.value),
+]
 
 
 def describe_settings(
@@ -188,14 +195,17 @@ class AdminCog(
         action=locale_str("add, remove or clear"),
         channel=locale_str("The channel (not for clear)"),
     )
+    @app_commands.choices(action=ACTION_CHOICES)
     async def channels(
         self,
         interaction: discord.Interaction,
-        action: ListAction,
+        action: app_commands.Choice[str],
         channel: discord.TextChannel | discord.ForumChannel | None = None,
     ) -> None:
         settings = await self._settings(interaction)
-        ids = _apply(action, settings.allowed_channel_ids, channel, _CHOOSE_CHANNEL)
+        ids = _apply(
+            ListAction(action.value), settings.allowed_channel_ids, channel, _CHOOSE_CHANNEL
+        )
         listed = " ".join(f"<#{c}>" for c in sorted(ids)) or N_("every channel")
         summary = N_("Avatar Bot works in: {channels}.", channels=listed)
         await self._update(interaction, summary, allowed_channel_ids=ids)
@@ -206,11 +216,15 @@ class AdminCog(
     @app_commands.describe(
         action=locale_str("add, remove or clear"), role=locale_str("The role (not for clear)")
     )
+    @app_commands.choices(action=ACTION_CHOICES)
     async def roles(
-        self, interaction: discord.Interaction, action: ListAction, role: discord.Role | None = None
+        self,
+        interaction: discord.Interaction,
+        action: app_commands.Choice[str],
+        role: discord.Role | None = None,
     ) -> None:
         settings = await self._settings(interaction)
-        ids = _apply(action, settings.required_role_ids, role, _CHOOSE_ROLE)
+        ids = _apply(ListAction(action.value), settings.required_role_ids, role, _CHOOSE_ROLE)
         listed = " ".join(f"<@&{r}>" for r in sorted(ids)) or N_("no role needed")
         await self._update(
             interaction, N_("Required roles: {roles}.", roles=listed), required_role_ids=ids
@@ -290,20 +304,22 @@ class AdminCog(
     @app_commands.describe(
         action=locale_str("add, remove or clear"), words=locale_str("Comma-separated words")
     )
+    @app_commands.choices(action=ACTION_CHOICES)
     async def words(
         self,
         interaction: discord.Interaction,
-        action: ListAction,
+        action: app_commands.Choice[str],
         words: app_commands.Range[str, 1, 500] | None = None,
     ) -> None:
+        verb = ListAction(action.value)
         settings = await self._settings(interaction)
         given = normalize_blocked_words(words or "")
-        if action is not ListAction.clear and not given:
+        if verb is not ListAction.CLEAR and not given:
             raise AvatarError(N_("Give one or more words, separated by commas."))
         current = list(settings.blocked_words)
-        if action is ListAction.add:
+        if verb is ListAction.ADD:
             current += [w for w in given if w not in current]
-        elif action is ListAction.remove:
+        elif verb is ListAction.REMOVE:
             current = [w for w in current if w not in given]
         else:
             current = []
@@ -422,12 +438,12 @@ class AdminCog(
 
 # Whole sentences, so that each language words them its own way.
 _CHOOSE_CHANNEL = {
-    ListAction.add: N_("Choose a channel to add."),
-    ListAction.remove: N_("Choose a channel to remove."),
+    ListAction.ADD: N_("Choose a channel to add."),
+    ListAction.REMOVE: N_("Choose a channel to remove."),
 }
 _CHOOSE_ROLE = {
-    ListAction.add: N_("Choose a role to add."),
-    ListAction.remove: N_("Choose a role to remove."),
+    ListAction.ADD: N_("Choose a role to add."),
+    ListAction.REMOVE: N_("Choose a role to remove."),
 }
 # How a check is named inside a sentence ("The face check is off.").
 _CHECK_WORDS = {
@@ -449,11 +465,11 @@ def _apply(
     item: discord.abc.Snowflake | None,
     choose: dict[ListAction, LazyText],
 ) -> frozenset[int]:
-    if action is ListAction.clear:
+    if action is ListAction.CLEAR:
         return frozenset()
     if item is None:
         raise AvatarError(choose[action])
-    if action is ListAction.add:
+    if action is ListAction.ADD:
         if len(current) >= MAX_LIST_ENTRIES and item.id not in current:
             raise AvatarError(N_("At most {count} entries.", count=MAX_LIST_ENTRIES))
         return current | {item.id}

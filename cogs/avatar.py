@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from avatar_api import AvatarRequest, Photo, PhotoError, ValidationError
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
 from avatar_api.photos import PhotoLimits, check_photo_size, prepare_photos
 from avatar_api.preflight import PreflightConfig, preflight_photos_async
+from avatar_api.text import N_, LazyText
+from avatarbot.i18n import Translation
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
@@ -31,10 +34,12 @@ from .ui import (
     WORKING,
     enum_choices,
     log_embed,
+    mode_name,
     preflight_refusal,
     progress_text,
     result_embed,
     safe,
+    state_name,
 )
 
 if TYPE_CHECKING:
@@ -48,8 +53,8 @@ INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 PLACE_EDIT_INTERVAL = timedelta(seconds=15)
 PHOTO_LIMITS = PhotoLimits()
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
-DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
-CONSENT_TEXT = (
+DONE_TEXT = N_("✅ Done: your avatar's group id is posted in the channel.")
+CONSENT_TEXT = N_(
     "**Before your first upload**\n"
     "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
     "in them. Please confirm that **the photos are of you**, or that **the person in them "
@@ -74,7 +79,7 @@ def requester_of(interaction: discord.Interaction) -> Requester:
     )
 
 
-def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> str | None:
+def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> LazyText | None:
     """What Discord's own metadata already rules out, before anything is downloaded.
 
     ``Attachment.size`` is Discord's measure of the stored file, not the sender's claim.
@@ -83,10 +88,16 @@ def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> st
         try:
             check_photo_size(attachment.size, index=index, limits=PHOTO_LIMITS)
         except PhotoError as error:
-            return str(error)
+            return error.text
         if (attachment.content_type or "").lower().startswith(NOT_IMAGE_TYPES):
             name = safe(attachment.filename, 80)
-            return f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
+            return N_(
+                "photo {index}: {problem}",
+                index=index,
+                problem=N_(
+                    "{name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture", name=name
+                ),
+            )
     return None
 
 
@@ -97,13 +108,17 @@ async def download_attachment(attachment: discord.Attachment, index: int) -> byt
         return await attachment.read()
     except discord.HTTPException:
         raise PhotoError(
-            "could not be downloaded from Discord; attach it again", photo_index=index
+            N_("could not be downloaded from Discord; attach it again"), photo_index=index
         ) from None
 
 
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
-class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Create HeyGen avatars"):
+class AvatarCog(
+    commands.GroupCog,
+    group_name="avatar",
+    group_description=locale_str("Create HeyGen avatars"),
+):
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
         self._waiting: dict[int, discord.Interaction] = {}
@@ -119,16 +134,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     # --- commands ---------------------------------------------------------------
 
-    @app_commands.command(description="Generate an avatar from a few options")
+    @app_commands.command(description=locale_str("Generate an avatar from a few options"))
     @app_commands.describe(
-        name="Display name for the avatar (default: My Avatar)",
-        age="Age range",
-        gender="Gender",
-        ethnicity="Ethnicity",
-        orientation="Picture orientation",
-        pose="How much of the body is shown",
-        style="Visual style",
-        appearance="Describe the look you want (up to 1000 characters)",
+        name=locale_str("Display name for the avatar (default: My Avatar)"),
+        age=locale_str("Age range"),
+        gender=locale_str("Gender"),
+        ethnicity=locale_str("Ethnicity"),
+        orientation=locale_str("Picture orientation"),
+        pose=locale_str("How much of the body is shown"),
+        style=locale_str("Visual style"),
+        appearance=locale_str("Describe the look you want (up to 1000 characters)"),
     )
     @app_commands.choices(
         age=enum_choices(Age),
@@ -166,18 +181,21 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             requester, JobMode.GENERATE, request.options(), owner=self.bot.worker_id
         )
         if admission.refusal is not None:
-            await self._edit(interaction, content=f"⚠️ {admission.refusal.message}")
+            await self._edit(
+                interaction,
+                content=f"⚠️ {member_language(interaction).render(admission.refusal.text)}",
+            )
             return
         assert admission.job is not None
         await self._track(interaction, admission.job)
 
-    @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
+    @app_commands.command(description=locale_str("Create an avatar from 1 to 4 photos of yourself"))
     @app_commands.describe(
-        photo1="A clear photo of your face (JPEG, PNG, HEIC or WebP, up to 10 MB)",
-        photo2="Another photo (optional)",
-        photo3="Another photo (optional)",
-        photo4="Another photo (optional)",
-        name="Display name for the avatar (default: My Avatar)",
+        photo1=locale_str("A clear photo of your face (JPEG, PNG, HEIC or WebP, up to 10 MB)"),
+        photo2=locale_str("Another photo (optional)"),
+        photo3=locale_str("Another photo (optional)"),
+        photo4=locale_str("Another photo (optional)"),
+        name=locale_str("Display name for the avatar (default: My Avatar)"),
     )
     async def upload(
         self,
@@ -199,47 +217,55 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:
-            await self._edit(interaction, content=f"⚠️ {refusal.message}")
+            await self._edit(
+                interaction, content=f"⚠️ {member_language(interaction).render(refusal.text)}"
+            )
             return
         if not await self.bot.store.has_consented(requester.user_id):
-            view = ConsentView(self, requester, attachments, name)
-            await self._edit(interaction, content=CONSENT_TEXT, view=view)
+            t = member_language(interaction)
+            view = ConsentView(self, requester, attachments, name, t)
+            await self._edit(interaction, content=t.render(CONSENT_TEXT), view=view)
             return
         await self.process_upload(interaction, requester, attachments, name)
 
-    @app_commands.command(description="Your recent avatar jobs and their group ids")
+    @app_commands.command(description=locale_str("Your recent avatar jobs and their group ids"))
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
-        embed = discord.Embed(title="Your recent avatars", colour=WORKING)
+        t = member_language(interaction)
+        embed = discord.Embed(title=t.gettext("Your recent avatars"), colour=WORKING)
         if not jobs:
-            embed.description = "You have no avatar jobs on this server yet."
+            embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
-            embed.add_field(name=_history_title(job), value=_history_line(job), inline=False)
+            embed.add_field(name=_history_title(job, t), value=_history_line(job, t), inline=False)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
-    @app_commands.command(description="How many avatars you can still create today")
+    @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
         status = await self.bot.service.quota(requester_of(interaction))
+        t = member_language(interaction)
         lines = [
-            _quota_line("You", status.user_used, status.user_limit),
-            _quota_line("This server", status.guild_used, status.guild_limit),
+            _quota_line(_YOU, status.user_used, status.user_limit, t),
+            _quota_line(_THIS_SERVER, status.guild_used, status.guild_limit, t),
         ]
         if status.cooldown_until and status.cooldown_until > self.bot.clock():
-            lines.append(
-                f"Next request possible {discord.utils.format_dt(status.cooldown_until, 'R')}."
-            )
-        lines.append("Counts reset at 00:00 UTC; failed jobs do not count.")
+            # Discord writes the relative time in each reader's own language.
+            when = discord.utils.format_dt(status.cooldown_until, "R")
+            lines.append(t.gettext("Next request possible {when}.", when=when))
+        lines.append(t.gettext("Counts reset at 00:00 UTC; failed jobs do not count."))
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
-    @app_commands.command(description="Delete your job records and your photo consent")
+    @app_commands.command(description=locale_str("Delete your job records and your photo consent"))
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
     async def forget(self, interaction: discord.Interaction) -> None:
-        view = ForgetView(self, interaction.user.id)
+        t = member_language(interaction)
+        view = ForgetView(self, interaction.user.id, t)
         await interaction.response.send_message(
-            "This deletes every record of your avatar jobs (on every server using this bot) "
-            "and your photo consent. Group ids you have not saved will be gone. Continue?",
+            t.gettext(
+                "This deletes every record of your avatar jobs (on every server using this bot) "
+                "and your photo consent. Group ids you have not saved will be gone. Continue?"
+            ),
             view=view,
             ephemeral=True,
         )
@@ -269,7 +295,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         try:
             photos = await self._download_and_prepare(attachments)
         except ValidationError as error:
-            await self._edit(interaction, content=f"⚠️ {safe(str(error))}")
+            await self._edit(
+                interaction, content=f"⚠️ {safe(member_language(interaction).render(error.text))}"
+            )
             return
         settings = await self.bot.store.get_guild_settings(requester.guild_id)
         report = await preflight_photos_async(
@@ -289,7 +317,10 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             photo_sizes=tuple(p.size for p in photos),
         )
         if admission.refusal is not None:
-            await self._edit(interaction, content=f"⚠️ {admission.refusal.message}")
+            await self._edit(
+                interaction,
+                content=f"⚠️ {member_language(interaction).render(admission.refusal.text)}",
+            )
             return
         assert admission.job is not None
         self.bot.dispatcher.attach_photos(admission.job.id, photos)
@@ -369,17 +400,24 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         return interaction
 
     async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
-        """Failures and uploads stay private; a generated avatar is shown to the channel."""
-        embed = result_embed(job, member_language(interaction))
+        """Failures and uploads stay private; a generated avatar is shown to the channel.
+
+        The member reads their own language; the channel reads the server's.
+        """
+        member = member_language(interaction)
         try:
             if job.state is JobState.SUCCEEDED and job.mode is JobMode.GENERATE:
+                server = await self._server_language(job.guild_id)
                 await interaction.followup.send(
-                    f"{interaction.user.mention}'s new avatar:",
-                    embed=embed,
+                    server.gettext("{member}'s new avatar:", member=interaction.user.mention),
+                    embed=result_embed(job, server),
                     allowed_mentions=NO_MENTIONS,
                 )
-                await interaction.edit_original_response(content=DONE_TEXT, embed=None)
+                await interaction.edit_original_response(
+                    content=member.render(DONE_TEXT), embed=None
+                )
             else:
+                embed = result_embed(job, member)
                 await interaction.edit_original_response(content=None, embed=embed)
             return True
         except discord.HTTPException as error:
@@ -387,9 +425,13 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return False
 
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
-        """The interaction is gone (expired, or a restart): a DM, else the channel."""
-        embed = result_embed(job, server_language(self.bot.get_guild(job.guild_id)))
-        note = "Here is the outcome of your avatar request:"
+        """The interaction is gone (expired, or a restart): a DM, else the channel.
+
+        Both are in the server's language: the member's own is known only in an interaction.
+        """
+        t = await self._server_language(job.guild_id)
+        embed = result_embed(job, t)
+        note = t.gettext("Here is the outcome of your avatar request:")
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
             await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS)
@@ -403,8 +445,12 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         content = f"<@{job.user_id}> " + (
             note
             if public
-            else f"your avatar job #{job.id} ended ({job.state.value}). "
-            "I could not DM you the details; run `/avatar history` to see them."
+            else t.gettext(
+                "your avatar job #{job_id} ended ({state}). "
+                "I could not DM you the details; run `/avatar history` to see them.",
+                job_id=job.id,
+                state=state_name(job.state, t),
+            )
         )
         try:
             await channel.send(
@@ -428,10 +474,13 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
             return
         try:
-            embed = log_embed(job, server_language(self.bot.get_guild(job.guild_id)))
+            embed = log_embed(job, await self._server_language(job.guild_id))
             await channel.send(embed=embed, allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
+
+    async def _server_language(self, guild_id: int) -> Translation:
+        return server_language(self.bot.get_guild(guild_id))
 
     async def _edit(self, interaction: discord.Interaction, **fields: object) -> None:
         try:
@@ -456,33 +505,42 @@ class ConsentView(discord.ui.View):
         requester: Requester,
         attachments: Sequence[discord.Attachment],
         name: str | None,
+        t: Translation,
     ) -> None:
         super().__init__(timeout=300)
         self.cog = cog
         self.requester = requester
         self.attachments = list(attachments)
         self.name = name
+        # kind: button
+        self.accept.label = t.gettext("These are my photos / I have consent")
+        # kind: button
+        self.cancel.label = t.gettext("Cancel")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.requester.user_id
 
-    @discord.ui.button(
-        label="These are my photos / I have consent", style=discord.ButtonStyle.success
-    )
+    @discord.ui.button(style=discord.ButtonStyle.success)
     async def accept(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
         await self.cog.bot.store.record_consent(self.requester.user_id)
-        await interaction.response.edit_message(content="Thanks. Checking your photos…", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Thanks. Checking your photos…"),
+            view=None,
+        )
         await self.cog.process_upload(interaction, self.requester, self.attachments, self.name)
 
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def cancel(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Cancelled; nothing was sent.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Cancelled; nothing was sent."),
+            view=None,
+        )
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
@@ -491,55 +549,75 @@ class ConsentView(discord.ui.View):
 
 
 class ForgetView(discord.ui.View):
-    def __init__(self, cog: AvatarCog, user_id: int) -> None:
+    def __init__(self, cog: AvatarCog, user_id: int, t: Translation) -> None:
         super().__init__(timeout=120)
         self.cog = cog
         self.user_id = user_id
+        # kind: button
+        self.confirm.label = t.gettext("Delete my records")
+        # kind: button
+        self.keep.label = t.gettext("Keep them")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(label="Delete my records", style=discord.ButtonStyle.danger)
+    @discord.ui.button(style=discord.ButtonStyle.danger)
     async def confirm(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
         deleted = await self.cog.bot.store.forget_user(self.user_id)
-        await interaction.response.edit_message(
-            content=f"Done: {deleted} records and your photo consent were deleted.", view=None
+        t = member_language(interaction)
+        text = t.ngettext(
+            "Done: {count} record and your photo consent were deleted.",
+            "Done: {count} records and your photo consent were deleted.",
+            deleted,
+            count=t.number(deleted),
         )
+        await interaction.response.edit_message(content=text, view=None)
 
-    @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def keep(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Nothing was deleted."), view=None
+        )
 
 
 def _value(choice: app_commands.Choice[str] | None) -> str | None:
     return None if choice is None else choice.value
 
 
-def _quota_line(who: str, used: int, limit: int) -> str:
+# Whole sentences per subject, so that each language words them its own way.
+_YOU = (N_("You: {used} today, no daily limit."), N_("You: {left} of {limit} left today."))
+_THIS_SERVER = (
+    N_("This server: {used} today, no daily limit."),
+    N_("This server: {left} of {limit} left today."),
+)
+
+
+def _quota_line(who: tuple[LazyText, LazyText], used: int, limit: int, t: Translation) -> str:
+    no_limit, left = who
     if limit == 0:
-        return f"{who}: {used} today, no daily limit."
-    return f"{who}: {max(0, limit - used)} of {limit} left today."
+        return t.gettext(no_limit.message, used=t.number(used))
+    return t.gettext(left.message, left=t.number(max(0, limit - used)), limit=t.number(limit))
 
 
-def _history_title(job: JobRecord) -> str:
-    when = job.created_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"#{job.id} · {job.mode.value} · {job.state.value} · {when}"
+def _history_title(job: JobRecord, t: Translation) -> str:
+    when = t.datetime(job.created_at, "short") + " UTC"
+    return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
 
 
-def _history_line(job: JobRecord) -> str:
+def _history_line(job: JobRecord, t: Translation) -> str:
     if job.group_id:
-        return f"Group ID: `{job.group_id}`"
+        return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
     if job.refusal:
-        return f"Refused ({job.refusal})"
+        return t.gettext("Refused ({reason})", reason=job.refusal)
     if job.error_kind:
-        return f"Failed ({safe(job.error_kind)})"
-    return "In progress"
+        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
+    return t.gettext("In progress")
 
 
 async def setup(bot: AvatarBot) -> None:

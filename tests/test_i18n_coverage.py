@@ -20,6 +20,7 @@ SCANNED = (
     "avatar_api/preflight.py",
     "avatarbot/policy.py",
     "cogs/admin.py",
+    "cogs/avatar.py",
     "cogs/errors.py",
     "cogs/ui.py",
 )
