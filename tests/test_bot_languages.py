@@ -3,11 +3,14 @@ Discord client is set to German, Japanese or Korean, and servers with their own 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import discord
 import pytest
 
 from cogs.errors import AvatarError
-from tests.bot_world import World, outcome
+from tests.bot_world import World, face_photo, outcome
+from tests.fake_agent_ai import Reply
 from tests.locale_world import Languages
 
 
@@ -55,3 +58,91 @@ async def test_a_refused_permission_is_explained_in_the_members_language(
         "🔒 Cette commande demande l'autorisation **Gérer le serveur**."
     )
     assert any(isinstance(e, discord.app_commands.MissingPermissions) for e in world.env.errors)
+
+
+QUEUED = {
+    "de": "⏳ Du bist Nr. 1 in der Warteschlange (Auftrag #1).",
+    "ja": "⏳ 順番待ちの 1 番目です（作成 #1）。",
+    "ko": "⏳ You are #1 in line (job #1).",
+}
+BUSY = {
+    "de": "⚠️ Du hast schon einen Avatar in Arbeit. Warte, bis er fertig ist, "
+    "und versuche es dann erneut.",
+    "ja": "⚠️ 作成中のアバターがすでにあります。終わるまで待ってから、もう一度お試しください。",
+    "ko": "⚠️ You already have an avatar in the works. Wait for it to finish, then try again.",
+}
+DONE = {
+    "de": "✅ Fertig: Die Gruppen-ID deines Avatars steht im Kanal.",
+    "ja": "✅ 完了: アバターのグループ ID をチャンネルに投稿しました。",
+    "ko": "✅ Done: your avatar's group id is posted in the channel.",
+}
+FAILED = {
+    "de": ("Dein Avatar konnte nicht erstellt werden", "Modus", "generieren"),
+    "ja": ("アバターを作成できませんでした", "モード", "生成"),
+    "ko": ("Your avatar could not be created", "Mode", "generate"),
+}
+
+
+@pytest.mark.parametrize("locale", ["de", "ja", "ko"])
+async def test_a_member_reads_the_queue_a_refusal_and_the_result_in_their_language(
+    world: World, languages: Languages, locale: str
+) -> None:
+    languages.speak(world.alice, locale)
+    await world.bot.store.pause_dispatch(world.bot.clock() + timedelta(seconds=60))
+
+    queued = await world.alice.slash(world.channel, "avatar generate", name="Ada")
+    assert queued.response.content == QUEUED[locale]
+    busy = await world.alice.slash(world.channel, "avatar generate")
+    assert busy.ephemeral
+    assert busy.response.content == BUSY[locale]
+
+    await world.env.advance_time(90)
+    assert world.fake.calls == 1
+    assert queued.response.content == DONE[locale]
+    public = outcome(queued)
+    assert not public.ephemeral  # the channel reads the server's language: English here
+    assert public.embeds[0].title == "Your avatar is on its way"
+
+    world.fake.script(Reply(status=401, body={}))
+    await world.env.advance_time(31)  # the server's cooldown
+    failed = await world.alice.slash(world.channel, "avatar generate")
+    embed = outcome(failed).embeds[0]
+    title, mode, generate = FAILED[locale]
+    assert outcome(failed).ephemeral
+    assert embed.title == title
+    assert {f.name: f.value for f in embed.fields}[mode] == generate
+
+
+async def test_the_consent_statement_its_buttons_and_the_upload_result_are_in_japanese(
+    world: World, languages: Languages
+) -> None:
+    languages.speak(world.alice, "ja")
+
+    asked = await world.alice.slash(
+        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
+    )
+
+    assert asked.response.content.startswith("**初めてのアップロードの前に**\n")
+    assert "**写真があなた自身のもの**" in asked.response.content
+    assert world.fake.calls == 0
+    accepted = await world.alice.click(
+        asked.response, label="自分の写真です / 本人の同意があります"
+    )
+    assert world.fake.calls == 1
+    result = outcome(accepted)
+    assert result.ephemeral  # an upload's result stays private: the member's language
+    assert result.embeds[0].title == "アバターを作成中です"
+    fields = {f.name: f.value for f in result.embeds[0].fields}
+    assert "grp_000001" in fields["グループ ID"]
+
+
+async def test_a_german_member_can_decline_with_the_german_button(
+    world: World, languages: Languages
+) -> None:
+    languages.speak(world.alice, "de")
+    asked = await world.alice.slash(
+        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
+    )
+    declined = await world.alice.click(asked.response, label="Abbrechen")
+    assert declined.response.content == "Abgebrochen; nichts wurde gesendet."
+    assert world.fake.calls == 0
