@@ -11,7 +11,7 @@ import pytest
 from cogs.errors import AvatarError
 from tests.bot_world import World, face_photo, outcome
 from tests.fake_agent_ai import Reply
-from tests.locale_world import Languages
+from tests.locale_world import Languages, guild_in
 
 
 @pytest.fixture
@@ -146,3 +146,26 @@ async def test_a_german_member_can_decline_with_the_german_button(
     declined = await world.alice.click(asked.response, label="Abbrechen")
     assert declined.response.content == "Abgebrochen; nichts wurde gesendet."
     assert world.fake.calls == 0
+
+
+async def test_public_posts_and_the_log_use_the_servers_discord_language(
+    world: World, languages: Languages
+) -> None:
+    guild = guild_in(world.env, "de")
+    channel = guild.create_text_channel("avatare")
+    log_channel = guild.create_text_channel("protokoll")
+    mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
+    mod = languages.speak(guild.add_member(world.env.create_user("moni"), roles=[mods]), "en-US")
+    member = languages.speak(guild.add_member(world.env.create_user("kenji")), "ja")
+    await mod.slash(channel, "avatar-admin log-channel", channel=log_channel)
+
+    result = await member.slash(channel, "avatar generate", name="Ken")
+
+    assert result.response.content == DONE["ja"]  # the member's own language
+    public = outcome(result)
+    assert not public.ephemeral
+    assert public.content == f"Neuer Avatar von <@{member.id}>:"
+    assert public.embeds[0].title == "Dein Avatar ist unterwegs"
+    (entry,) = [m for m in log_channel.history() if m.embeds]
+    assert entry.embeds[0].title == "Avatar-Auftrag #1: erfolgreich"
+    assert {f.name for f in entry.embeds[0].fields} >= {"Mitglied", "Kanal", "Modus"}
