@@ -71,6 +71,11 @@ def pick_locale(tag: str | None, supported: Iterable[str]) -> str:
 SUPPORTED_LOCALES: tuple[str, ...] = discover_locales(LOCALE_DIR)
 
 
+def offered_languages() -> tuple[str, ...]:
+    """The languages a server may choose for its posts: English and every catalog's."""
+    return (ENGLISH, *SUPPORTED_LOCALES)
+
+
 def resolve_locale(tag: str | None) -> str:
     """The catalog Discord's locale ``tag`` reads; ``ko``, ``en-GB`` or nothing read English."""
     return pick_locale(tag, SUPPORTED_LOCALES)

@@ -60,6 +60,8 @@ class Requester:
     channel_id: int
     role_ids: frozenset[int] = frozenset()
     parent_channel_id: int | None = None
+    locale: str | None = None
+    """Discord's tag for the language of the requester's client."""
 
 
 def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limits:

@@ -132,4 +132,5 @@ def _new_job(
         options=dict(options),
         owner=owner,
         photo_sizes=photo_sizes,
+        locale=requester.locale,
     )

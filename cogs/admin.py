@@ -18,12 +18,12 @@ from discord.ext import commands
 
 from avatar_api.preflight import Check
 from avatar_api.text import N_, LazyText, N_plural
-from avatarbot.i18n import Translation
+from avatarbot.i18n import Translation, language_name, offered_languages
 from avatarbot.policy import normalize_blocked_words
 from avatarbot.store.base import GuildSettings, Store
 
 from .errors import AvatarError, reply_to_error
-from .language import member_language
+from .language import member_language, server_language
 from .ui import NO_MENTIONS, WORKING, choice_name, safe
 
 if TYPE_CHECKING:
@@ -40,6 +40,12 @@ class ListAction(StrEnum):
     CLEAR = "clear"
 
 
+FOLLOW_SERVER = "server"
+# Each language under its own name (not translated); or back to the server's Discord language.
+LANGUAGE_CHOICES = [
+    app_commands.Choice(name=locale_str("The server's Discord language"), value=FOLLOW_SERVER),
+    *(app_commands.Choice(name=language_name(tag), value=tag) for tag in offered_languages()),
+]
 # The action's word as Discord shows it (translated); the value is the documented word.
 ACTION_CHOICES = [
     app_commands.Choice(name=locale_str("add"), value=ListAction.ADD.value),
@@ -49,7 +55,10 @@ ACTION_CHOICES = [
 
 
 def describe_settings(
-    settings: GuildSettings, log_channel_problem: str | None, t: Translation
+    settings: GuildSettings,
+    log_channel_problem: str | None,
+    t: Translation,
+    guild: discord.Guild | None = None,
 ) -> discord.Embed:
     embed = discord.Embed(title=t.gettext("Avatar Bot settings"), colour=WORKING)
     embed.add_field(name=t.gettext("Enabled"), value=_yes_no(settings.enabled, t))
@@ -68,6 +77,7 @@ def describe_settings(
     if log_channel_problem:
         log_value += f"\n⚠️ {log_channel_problem}"
     embed.add_field(name=t.gettext("Log channel"), value=log_value)
+    embed.add_field(name=t.gettext("Language"), value=_language_value(settings, guild, t))
     embed.add_field(
         name=t.gettext("Channels"),
         value=" ".join(f"<#{c}>" for c in sorted(settings.allowed_channel_ids)) or t.gettext("all"),
@@ -135,7 +145,7 @@ class AdminCog(
         settings = await self._settings(interaction)
         t = member_language(interaction)
         problem = self._log_channel_problem(interaction.guild, settings.log_channel_id, t)
-        embed = describe_settings(settings, problem, t)
+        embed = describe_settings(settings, problem, t, interaction.guild)
         await interaction.response.send_message(embed=embed, ephemeral=True)
 
     @app_commands.command(description=locale_str("Turn Avatar Bot on for this server"))
@@ -258,6 +268,28 @@ class AdminCog(
             N_("Jobs are logged in {channel}.", channel=channel.mention),
             log_channel_id=channel.id,
         )
+
+    @app_commands.command(
+        description=locale_str("The language of public posts and the log channel")
+    )
+    @app_commands.describe(locale=locale_str("The language to use"))
+    @app_commands.choices(locale=LANGUAGE_CHOICES)
+    async def language(
+        self, interaction: discord.Interaction, locale: app_commands.Choice[str]
+    ) -> None:
+        if locale.value == FOLLOW_SERVER:
+            shown = language_name(server_language(interaction.guild).locale)
+            summary = N_(
+                "Public posts and the log channel now follow the server's Discord language "
+                "({language}).",
+                language=shown,
+            )
+            await self._update(interaction, summary, language=None)
+            return
+        summary = N_(
+            "Public posts and the log channel are now in {language}.", language=locale.name
+        )
+        await self._update(interaction, summary, language=locale.value)
 
     @app_commands.command(description=locale_str("Block a member from using Avatar Bot"))
     @app_commands.describe(
@@ -452,6 +484,13 @@ _CHECK_WORDS = {
     Check.EXPOSURE: N_("exposure"),
     Check.DUPLICATE: N_("duplicate"),
 }
+
+
+def _language_value(settings: GuildSettings, guild: discord.Guild | None, t: Translation) -> str:
+    shown = language_name(server_language(guild, settings.language).locale)
+    if settings.language:
+        return shown
+    return t.gettext("{language} (the server's Discord language)", language=shown)
 
 
 def _check_word(value: str, t: Translation) -> str:

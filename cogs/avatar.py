@@ -23,7 +23,7 @@ from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
 from avatar_api.photos import PhotoLimits, check_photo_size, prepare_photos
 from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatar_api.text import N_, LazyText
-from avatarbot.i18n import Translation
+from avatarbot.i18n import Translation, for_locale
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
@@ -76,6 +76,7 @@ def requester_of(interaction: discord.Interaction) -> Requester:
         channel_id=interaction.channel_id,
         role_ids=roles,
         parent_channel_id=parent,
+        locale=interaction.locale.value,
     )
 
 
@@ -427,17 +428,22 @@ class AvatarCog(
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
         """The interaction is gone (expired, or a restart): a DM, else the channel.
 
-        Both are in the server's language: the member's own is known only in an interaction.
+        The DM is in the member's language (kept with the job); the channel reads the server's.
         """
-        t = await self._server_language(job.guild_id)
-        embed = result_embed(job, t)
-        note = t.gettext("Here is the outcome of your avatar request:")
+        mine = for_locale(job.locale) if job.locale else await self._server_language(job.guild_id)
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS)
+            await user.send(
+                mine.gettext("Here is the outcome of your avatar request:"),
+                embed=result_embed(job, mine),
+                allowed_mentions=NO_MENTIONS,
+            )
             return True
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
+        t = await self._server_language(job.guild_id)
+        embed = result_embed(job, t)
+        note = t.gettext("Here is the outcome of your avatar request:")
         channel = self.bot.get_channel(job.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return False
@@ -480,7 +486,9 @@ class AvatarCog(
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
     async def _server_language(self, guild_id: int) -> Translation:
-        return server_language(self.bot.get_guild(guild_id))
+        """The language moderators chose for the server's posts, else the server's own."""
+        settings = await self.bot.store.get_guild_settings(guild_id)
+        return server_language(self.bot.get_guild(guild_id), settings.language)
 
     async def _edit(self, interaction: discord.Interaction, **fields: object) -> None:
         try:

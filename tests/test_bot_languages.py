@@ -9,7 +9,7 @@ import discord
 import pytest
 
 from cogs.errors import AvatarError
-from tests.bot_world import World, face_photo, outcome
+from tests.bot_world import World, face_photo, outcome, restart
 from tests.fake_agent_ai import Reply
 from tests.locale_world import Languages, guild_in
 
@@ -169,3 +169,64 @@ async def test_public_posts_and_the_log_use_the_servers_discord_language(
     (entry,) = [m for m in log_channel.history() if m.embeds]
     assert entry.embeds[0].title == "Avatar-Auftrag #1: erfolgreich"
     assert {f.name for f in entry.embeds[0].fields} >= {"Mitglied", "Kanal", "Modus"}
+
+
+async def test_avatar_admin_language_sets_the_language_of_public_posts(
+    world: World, languages: Languages
+) -> None:
+    languages.speak(world.admin, "de")
+    chosen = await world.admin.slash(world.channel, "avatar-admin language", locale="ja")
+    assert outcome(chosen).content == (
+        "✅ Öffentliche Beiträge und der Protokollkanal sind jetzt auf 日本語."
+    )
+    assert (await world.bot.store.get_guild_settings(world.guild.id)).language == "ja"
+
+    languages.speak(world.alice, "fr")
+    result = await world.alice.slash(world.channel, "avatar generate")
+    assert result.response.content.startswith("✅ Terminé")  # the member reads French
+    public = outcome(result)
+    assert public.content == f"{world.alice.mention} さんの新しいアバター:"
+    assert public.embeds[0].title == "アバターを作成中です"
+
+    shown = await world.admin.slash(world.channel, "avatar-admin show")
+    assert {f.name: f.value for f in outcome(shown).embeds[0].fields}["Sprache"] == "日本語"
+
+    back = await world.admin.slash(world.channel, "avatar-admin language", locale="server")
+    assert "Discord-Sprache des Servers (English)" in outcome(back).content
+    assert (await world.bot.store.get_guild_settings(world.guild.id)).language is None
+    shown = await world.admin.slash(world.channel, "avatar-admin show")
+    fields = {f.name: f.value for f in outcome(shown).embeds[0].fields}
+    assert fields["Sprache"] == "English (die Discord-Sprache des Servers)"
+
+
+async def test_the_language_choice_offers_each_language_under_its_own_name(world: World) -> None:
+    (admin,) = [c for c in await world.bot.tree.fetch_commands() if c.name == "avatar-admin"]
+    (language,) = [o for o in admin.options if o.name == "language"]
+    (locale,) = language.options
+    assert [(c.name, c.value) for c in locale.choices] == [
+        ("The server's Discord language", "server"),
+        ("English", "en-US"),
+        ("Deutsch", "de"),
+        ("Español (España)", "es-ES"),
+        ("Français", "fr"),
+        ("日本語", "ja"),
+        ("Português (Brasil)", "pt-BR"),
+    ]
+    assert locale.choices[0].name_localizations[discord.Locale.german] == (
+        "Die Discord-Sprache des Servers"
+    )
+
+
+async def test_an_outcome_told_after_a_restart_is_in_the_members_language(
+    world: World, languages: Languages
+) -> None:
+    languages.speak(world.alice, "pt-BR")
+    await world.bot.store.pause_dispatch(world.bot.clock() + timedelta(minutes=2))
+    await world.alice.slash(world.channel, "avatar generate", name="Kept")
+
+    await restart(world)
+    await world.env.advance_time(180)
+
+    (dm,) = [m for m in world.alice.user.dm_channel.history() if m.embeds]
+    assert dm.content == "Aqui está o resultado do seu pedido de avatar:"
+    assert dm.embeds[0].title == "Seu avatar está a caminho"

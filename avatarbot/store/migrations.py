@@ -122,8 +122,19 @@ def _v1_statements(backend: Backend) -> list[str]:
     ]
 
 
+def _languages_statements(backend: Backend) -> list[str]:
+    # NULL: a server follows its Discord language; a job without a locale reads the server's.
+    return [
+        "ALTER TABLE guild_settings ADD COLUMN language TEXT",
+        "ALTER TABLE jobs ADD COLUMN locale TEXT",
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "settings, blocks, consent, jobs, quota resets, dispatch", _v1_statements),
+    Migration(
+        2, "languages: a server's chosen language, a requester's locale", _languages_statements
+    ),
 )
 
 _SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (

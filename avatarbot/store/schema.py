@@ -76,6 +76,7 @@ guild_settings = Table(
     Column("blocked_words", Text, nullable=False),
     Column("disabled_checks", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("language", Text),
 )
 
 blocks = Table(
@@ -120,6 +121,7 @@ jobs = Table(
     Column("member_turn", BigInteger),
     Column("forgotten", Boolean, nullable=False),
     Column("claimed_by", Text),
+    Column("locale", Text),
 )
 
 quota_resets = Table(

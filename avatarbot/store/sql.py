@@ -26,6 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from avatarbot.i18n import offered_languages
+
 from . import dialect, fairness, migrations
 from .base import (
     Block,
@@ -617,6 +619,10 @@ def _normalize_setting(name: str, value: object) -> object:
         return frozenset(_ids(name, value))
     if name == "blocked_words":
         return tuple(dict.fromkeys(w for w in _strings(name, value) if w))
+    if name == "language":
+        if value is not None and value not in offered_languages():
+            raise ValueError(f"language must be one of {', '.join(offered_languages())} or None")
+        return value
     return frozenset(w for w in _strings(name, value) if w)  # disabled_checks
 
 
@@ -661,6 +667,7 @@ async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:
         required_role_ids=frozenset(json.loads(row.required_role_ids)),
         blocked_words=tuple(json.loads(row.blocked_words)),
         disabled_checks=frozenset(json.loads(row.disabled_checks)),
+        language=row.language,
     )
 
 
@@ -677,6 +684,7 @@ def _settings_values(settings: GuildSettings) -> dict[str, Any]:
         "required_role_ids": json.dumps(sorted(settings.required_role_ids)),
         "blocked_words": json.dumps(list(settings.blocked_words)),
         "disabled_checks": json.dumps(sorted(settings.disabled_checks)),
+        "language": settings.language,
     }
 
 
@@ -711,6 +719,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         refusal=row.refusal,
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
+        locale=row.locale,
     )
 
 
@@ -727,6 +736,7 @@ def _new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
         "photo_sizes": json.dumps(list(job.photo_sizes)),
         "created_at": now,
         "forgotten": False,
+        "locale": job.locale,
     }
 
 
