@@ -83,6 +83,13 @@ FAILED = {
 }
 
 
+async def first_upload(world: World):
+    """Alice's first /avatar upload: it answers with the consent statement."""
+    return await world.alice.slash(
+        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
+    )
+
+
 @pytest.mark.parametrize("locale", ["de", "ja", "ko"])
 async def test_a_member_reads_the_queue_a_refusal_and_the_result_in_their_language(
     world: World, languages: Languages, locale: str
@@ -118,9 +125,7 @@ async def test_the_consent_statement_its_buttons_and_the_upload_result_are_in_ja
 ) -> None:
     languages.speak(world.alice, "ja")
 
-    asked = await world.alice.slash(
-        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
-    )
+    asked = await first_upload(world)
 
     assert asked.response.content.startswith("**初めてのアップロードの前に**\n")
     assert "**写真があなた自身のもの**" in asked.response.content
@@ -140,9 +145,7 @@ async def test_a_german_member_can_decline_with_the_german_button(
     world: World, languages: Languages
 ) -> None:
     languages.speak(world.alice, "de")
-    asked = await world.alice.slash(
-        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
-    )
+    asked = await first_upload(world)
     declined = await world.alice.click(asked.response, label="Abbrechen")
     assert declined.response.content == "Abgebrochen; nichts wurde gesendet."
     assert world.fake.calls == 0
