@@ -1,41 +1,28 @@
 """Moderation policy: may this member run this request here and now?
 
-Plain functions over a server's settings and what the store knows; no Discord
-and no I/O, so every rule is unit-tested on its own. Every refusal carries a
+Plain functions over a server's settings and what the store knows; no discord.py
+and no I/O, so every rule is unit-tested on its own (the messages do use Discord's
+``<#channel>`` and ``<@&role>`` mention syntax, which clients render). Every refusal carries a
 message that says what happened and what the member can do.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from avatar_api.text import N_, LazyText
 
+from .guild_rules import normalize
 from .store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
-    JobMode,
     Limits,
-    QuotaRefusal,
+    RefusalReason,
+    SourceType,
 )
-
-
-class RefusalReason(StrEnum):
-    DISABLED = "disabled"
-    CHANNEL = "channel"
-    ROLE = "role"
-    BLOCKED = "blocked"
-    UPLOADS_OFF = "uploads_off"
-    BLOCKED_WORD = "blocked_word"
-    USER_DAILY = "user_daily"
-    GUILD_DAILY = "guild_daily"
-    COOLDOWN = "cooldown"
-    BUSY = "busy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +61,7 @@ def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limi
 
 
 def check_access(
-    settings: GuildSettings, requester: Requester, mode: JobMode, block: Block | None
+    settings: GuildSettings, requester: Requester, mode: SourceType, block: Block | None
 ) -> Refusal | None:
     """The rules that need no counting: enabled, block, channel, roles, uploads."""
     if block is not None:
@@ -99,7 +86,7 @@ def check_access(
             RefusalReason.ROLE,
             N_("You need one of these roles to use Avatar Bot here: {roles}.", roles=roles),
         )
-    if mode is JobMode.UPLOAD and not settings.uploads_allowed:
+    if mode is SourceType.UPLOAD and not settings.uploads_allowed:
         return Refusal(
             RefusalReason.UPLOADS_OFF,
             N_(
@@ -130,9 +117,6 @@ def check_words(settings: GuildSettings, texts: Mapping[str, str | None]) -> Ref
     return None
 
 
-_DROPPED_CATEGORIES = frozenset({"Cf", "Cc", "Mn"})
-
-
 def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
     """The first blocked word found in ``text``, compared after :func:`normalize`."""
     haystack = normalize(text)
@@ -144,35 +128,10 @@ def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
     return None
 
 
-def normalize(text: str) -> str:
-    """Fold the tricks used to slip a word past a filter.
-
-    NFKD folds full-width and styled letters and splits accented letters into
-    letter and marks; casefold folds case; combining marks, format characters
-    (zero-width spaces and joiners, bidi overrides) and controls are dropped.
-    Decomposing first matters: NFKC would fuse "a" + U+0301 into "á", and that
-    mark would survive. NFC at the end recomposes what is left (Hangul, Indic
-    vowel signs), so the result is stable: ``normalize(normalize(t)) == normalize(t)``.
-    """
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
-    kept = "".join(c for c in folded if unicodedata.category(c) not in _DROPPED_CATEGORIES)
-    return " ".join(unicodedata.normalize("NFC", kept).split())
-
-
-def normalize_blocked_words(words: str) -> tuple[str, ...]:
-    """Parse an admin's comma-separated list into distinct, normalised words."""
-    seen: dict[str, None] = {}
-    for raw in words.split(","):
-        word = normalize(raw)
-        if word:
-            seen.setdefault(word, None)
-    return tuple(seen)
-
-
 def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> Refusal:
     """Explain why the store refused to queue a request."""
     match result.refusal:
-        case QuotaRefusal.COOLDOWN:
+        case RefusalReason.COOLDOWN:
             wait = _seconds_until(result.retry_at, now)
             return Refusal(
                 RefusalReason.COOLDOWN,
@@ -183,7 +142,7 @@ def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> R
                     cooldown=limits.cooldown_seconds,
                 ),
             )
-        case QuotaRefusal.BUSY:
+        case RefusalReason.BUSY:
             return Refusal(
                 RefusalReason.BUSY,
                 N_(
@@ -191,7 +150,7 @@ def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> R
                     "Wait for it to finish, then try again."
                 ),
             )
-        case QuotaRefusal.GUILD_DAILY:
+        case RefusalReason.GUILD_DAILY:
             return Refusal(
                 RefusalReason.GUILD_DAILY,
                 N_(

@@ -18,8 +18,17 @@ from discord.ext import commands
 
 from avatar_api.preflight import Check
 from avatar_api.text import N_, LazyText, N_plural
+from avatarbot.guild_rules import (
+    MAX_BLOCK_REASON,
+    MAX_BLOCKED_WORDS,
+    MAX_COOLDOWN_SECONDS,
+    MAX_GUILD_DAILY_QUOTA,
+    MAX_LIST_ENTRIES,
+    MAX_USER_DAILY_QUOTA,
+    MAX_WORDS_INPUT,
+    normalize_blocked_words,
+)
 from avatarbot.i18n import Translation, language_name, offered_languages
-from avatarbot.policy import normalize_blocked_words
 from avatarbot.store.base import GuildSettings, Store
 
 from .errors import AvatarError, reply_to_error
@@ -30,8 +39,6 @@ if TYPE_CHECKING:
     from bot import AvatarBot
 
 log = logging.getLogger(__name__)
-
-MAX_LIST_ENTRIES = 25
 
 
 class ListAction(StrEnum):
@@ -161,7 +168,9 @@ class AdminCog(
     )
     @app_commands.describe(seconds=locale_str("0 turns the cooldown off"))
     async def cooldown(
-        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86_400]
+        self,
+        interaction: discord.Interaction,
+        seconds: app_commands.Range[int, 0, MAX_COOLDOWN_SECONDS],
     ) -> None:
         summary = N_("Cooldown set to {cooldown}.", cooldown=_seconds_text(seconds))
         await self._update(interaction, summary, cooldown_seconds=seconds)
@@ -176,8 +185,8 @@ class AdminCog(
     async def quota(
         self,
         interaction: discord.Interaction,
-        user_daily: app_commands.Range[int, 0, 10_000] | None = None,
-        guild_daily: app_commands.Range[int, 0, 100_000] | None = None,
+        user_daily: app_commands.Range[int, 0, MAX_USER_DAILY_QUOTA] | None = None,
+        guild_daily: app_commands.Range[int, 0, MAX_GUILD_DAILY_QUOTA] | None = None,
     ) -> None:
         changes = {
             key: value
@@ -299,7 +308,7 @@ class AdminCog(
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        reason: app_commands.Range[str, 1, 200],
+        reason: app_commands.Range[str, 1, MAX_BLOCK_REASON],
     ) -> None:
         assert interaction.guild_id is not None
         if user.bot:
@@ -341,7 +350,7 @@ class AdminCog(
         self,
         interaction: discord.Interaction,
         action: app_commands.Choice[str],
-        words: app_commands.Range[str, 1, 500] | None = None,
+        words: app_commands.Range[str, 1, MAX_WORDS_INPUT] | None = None,
     ) -> None:
         verb = ListAction(action.value)
         settings = await self._settings(interaction)
@@ -355,8 +364,8 @@ class AdminCog(
             current = [w for w in current if w not in given]
         else:
             current = []
-        if len(current) > 200:
-            raise AvatarError(N_("At most 200 blocked words."))
+        if len(current) > MAX_BLOCKED_WORDS:
+            raise AvatarError(N_("At most {count} blocked words.", count=MAX_BLOCKED_WORDS))
         summary = N_plural(
             "{count} blocked word.", "{count} blocked words.", len(current), count=len(current)
         )

@@ -14,9 +14,10 @@ from discord import app_commands
 from discord.app_commands import locale_str
 
 from avatar_api.preflight import PreflightReport
-from avatar_api.text import N_
+from avatar_api.text import N_, LazyText
+from avatarbot.failures import FailureKind
 from avatarbot.i18n import Translation
-from avatarbot.store.base import JobMode, JobRecord, JobState
+from avatarbot.store.base import JobRecord, JobState, SourceType
 
 SUCCESS = discord.Colour.green()
 FAILURE = discord.Colour.red()
@@ -177,7 +178,7 @@ def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
     embed.add_field(name=t.gettext("Member"), value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name=t.gettext("Channel"), value=f"<#{job.channel_id}>", inline=True)
     embed.add_field(name=t.gettext("Mode"), value=mode_name(job.mode, t), inline=True)
-    if job.mode is JobMode.UPLOAD:
+    if job.mode is SourceType.UPLOAD:
         embed.add_field(name=t.gettext("Photos"), value=t.number(job.photo_count), inline=True)
     options = describe_options(job.options, t)[:1024]
     embed.add_field(name=t.gettext("Options"), value=options, inline=False)
@@ -189,44 +190,56 @@ def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
     return embed
 
 
-_FAILURES = {
-    "AuthenticationError": N_(
+_FAILURES: dict[FailureKind, LazyText] = {
+    FailureKind.AUTHENTICATION: N_(
         "The bot's agent.ai token was rejected. A server admin needs to "
         "check the bot's set-up; nothing you did caused this."
     ),
-    "PermissionDeniedError": N_(
+    FailureKind.PERMISSION_DENIED: N_(
         "The bot's agent.ai account may not use this action (plan or "
         "credits). A server admin needs to check it."
     ),
-    "NotFoundError": N_(
-        "The bot is pointed at the wrong agent.ai address. A server admin needs "
-        "to check AGENT_AI_BASE_URL."
+    FailureKind.NOT_FOUND: N_(
+        "The bot is pointed at the wrong agent.ai address. A server admin "
+        "needs to check AGENT_AI_BASE_URL."
     ),
-    "RateLimitError": N_("agent.ai is over its rate limit right now. Try again in a minute."),
-    "ServerError": N_("agent.ai or HeyGen failed on their side. Try again in a few minutes."),
-    "APITimeoutError": N_("agent.ai did not answer in time. Try again in a few minutes."),
-    "APIConnectionError": N_("The bot could not reach agent.ai. Try again in a few minutes."),
-    "UnexpectedResponseError": N_(
+    FailureKind.RATE_LIMITED: N_(
+        "agent.ai is over its rate limit right now. Try again in a minute."
+    ),
+    FailureKind.SERVER_ERROR: N_(
+        "agent.ai or HeyGen failed on their side. Try again in a few minutes."
+    ),
+    FailureKind.MAYBE_CREATED: N_(
+        "agent.ai did not answer in time, so your avatar may or may not "
+        "have been created. It was not sent again; check your HeyGen account before you try again."
+    ),
+    FailureKind.CONNECTION: N_("The bot could not reach agent.ai. Try again in a few minutes."),
+    FailureKind.UNEXPECTED_RESPONSE: N_(
         "agent.ai answered in a way the bot does not understand. "
         "Try again later; if it keeps happening, tell a server admin."
     ),
-    "ServerLeft": N_(
-        "The bot was removed from the server before your avatar was made. Nothing "
-        "was sent to agent.ai."
+    FailureKind.SERVER_LEFT: N_(
+        "The bot was removed from the server before your avatar was made. "
+        "Nothing was sent to agent.ai."
     ),
-    "Interrupted": N_(
-        "The bot restarted while your avatar was in progress. It was not sent twice; "
-        "please run the command again."
+    FailureKind.INTERRUPTED: N_(
+        "The bot restarted while your avatar was in progress. It was not "
+        "sent twice; please run the command again."
     ),
 }
+# A job that was running when the bot stopped had been sent: it may exist.
+_INTERRUPTED_WHILE_SENT = N_(
+    "The bot restarted while your avatar was being created, so it may or may not have been "
+    "created. It was not sent again; check your HeyGen account before you run the command again."
+)
 
 
 def failure_text(job: JobRecord, t: Translation) -> str:
-    kind = job.error_kind or ""
-    if kind == "BadRequestError":
+    kind = job.error_kind
+    if kind is FailureKind.BAD_REQUEST:
         reason = safe(job.error_message, 300) if job.error_message else t.gettext("no reason given")
         text = t.gettext("agent.ai rejected the request: {reason}", reason=reason)
-    elif kind == "APIStatusError":
+    elif kind is FailureKind.API_STATUS:
         message = (
             safe(job.error_message, 300)
             if job.error_message
@@ -236,7 +249,9 @@ def failure_text(job: JobRecord, t: Translation) -> str:
             "{message}. Try again in a few minutes; if it keeps happening, tell a server admin.",
             message=message,
         )
-    elif kind in _FAILURES:
+    elif kind is FailureKind.INTERRUPTED and job.started_at is not None:
+        text = t.render(_INTERRUPTED_WHILE_SENT)
+    elif kind is not None and kind in _FAILURES:
         text = t.render(_FAILURES[kind])
     else:
         text = t.gettext(

@@ -19,8 +19,11 @@ SCANNED = (
     "avatar_api/photos.py",
     "avatar_api/preflight.py",
     "avatarbot/policy.py",
+    "avatarbot/service.py",
     "cogs/admin.py",
     "cogs/avatar.py",
+    "cogs/delivery.py",
+    "cogs/views.py",
     "cogs/errors.py",
     "cogs/ui.py",
 )
