@@ -53,6 +53,8 @@ class GuildSettings:
     required_role_ids: frozenset[int] = frozenset()
     blocked_words: tuple[str, ...] = ()
     disabled_checks: frozenset[str] = frozenset()
+    language: str | None = None
+    """Discord's tag for the language of public posts and the log; None: the server's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,7 @@ class NewJob:
     options: Mapping[str, str]
     owner: str
     photo_sizes: tuple[int, ...] = ()
+    locale: str | None = None
 
     @property
     def photo_count(self) -> int:
@@ -103,6 +106,8 @@ class JobRecord:
     notified: bool = False
     claimed_by: str | None = None
     """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
+    locale: str | None = None
+    """The requester's Discord language, to tell them the outcome outside their interaction."""
 
     @property
     def photo_count(self) -> int:

@@ -156,6 +156,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         refusal=row.refusal,
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
+        locale=row.locale,
     )
 
 
@@ -172,6 +173,7 @@ def new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
         "photo_sizes": json.dumps(list(job.photo_sizes)),
         "created_at": now,
         "forgotten": False,
+        "locale": job.locale,
     }
 
 
