@@ -145,7 +145,7 @@ def test_thresholds_are_configurable() -> None:
         Check.EXPOSURE,
     }
     dark = next(c for c in CASES if c.name == "brightness x0.25")
-    lenient = PreflightConfig(dark_limit=10, blur_threshold=5)
+    lenient = PreflightConfig(dark_limit=10, blur_threshold=0.01)
     assert preflight_photos([dark.photo], lenient).ok
 
     copy = jpeg(scaled(astronaut(), 1.5).rotate(8, fillcolor="gray"))
