@@ -105,9 +105,7 @@ def test_refusals_name_the_photo_and_a_face_reason() -> None:
 
 
 def test_relaxed_accepts_all_standard_does_and_strict_refuses_all_standard_does() -> None:
-    relaxed, standard, strict = (
-        {p.name: r.ok for p, r in reports(level)} for level in Strictness
-    )
+    relaxed, standard, strict = ({p.name: r.ok for p, r in reports(level)} for level in Strictness)
     assert all(relaxed[name] for name, ok in standard.items() if ok)
     assert all(not strict[name] for name, ok in standard.items() if not ok)
     # What each level changes, measured: relaxed lets 2 tiny faces through (11-12 %
