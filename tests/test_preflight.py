@@ -1,4 +1,4 @@
-"""Preflight on a labelled set of real photos (see tests/preflight_set.py)."""
+"""Preflight on the synthetic labelled set (tests/preflight_set.py); real photos: test_preflight_real."""
 
 from __future__ import annotations
 
@@ -178,6 +178,9 @@ def test_from_disabled_passes_thresholds_through() -> None:
         {"min_face_fraction": 0},
         {"dark_limit": 200, "bright_limit": 100},
         {"duplicate_distance": 65},
+        {"min_face_score": 1.5},
+        {"max_turn": 0},
+        {"max_clipped_fraction": 0},
     ],
 )
 def test_nonsense_thresholds_are_refused(kwargs: dict[str, float]) -> None:
