@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -202,18 +203,28 @@ def accuracy_by_level(photos: Sequence[RealPhoto]) -> None:
                 print(f"    wrong at standard: {line}")
 
 
-def own_time(photo: Photo) -> tuple[float, float, float]:
-    """(decode, whole preflight, whole minus decode) for one photo, measured back to back."""
+def cpu_timed(function: Callable[[], object]) -> float:
+    """CPU time of this thread: what the work costs, whatever else the machine runs."""
+    started = time.thread_time()
+    function()
+    return (time.thread_time() - started) * 1000
+
+
+def own_time(photo: Photo) -> tuple[float, float, float, float]:
+    """Decode, whole preflight, whole minus decode (wall), and that again in CPU time."""
     decode = timed(lambda: load_working(photo))
     whole = timed(lambda: preflight_photos([photo]))
-    return decode, whole, max(0.0, whole - decode)
+    cpu_decode = cpu_timed(lambda: load_working(photo))
+    cpu_whole = cpu_timed(lambda: preflight_photos([photo]))
+    return decode, whole, max(0.0, whole - decode), max(0.0, cpu_whole - cpu_decode)
 
 
-def print_own_times(rows: Sequence[tuple[float, float, float]], indent: str = "  ") -> None:
-    decode, whole, own = zip(*rows, strict=True)
+def print_own_times(rows: Sequence[tuple[float, ...]], indent: str = "  ") -> None:
+    decode, whole, own, own_cpu = zip(*rows, strict=True)
     print(f"{indent}decode to the 640 px copy        {percentiles(decode)}")
     print(f"{indent}preflight, decode included       {percentiles(whole)}")
     print(f"{indent}preflight's own time (no decode) {percentiles(own)}")
+    print(f"{indent}  the same in CPU time           {percentiles(own_cpu)}")
 
 
 Degrade = Callable[[Image.Image, float], Image.Image]
@@ -292,8 +303,8 @@ def twelve_mp_timing(runs: int) -> None:
     detector = default_detector()
     working = [load_working(p)[0] for p in raw]
     prepare_jpeg, prepare_heic, detect = [], [], []
-    on_raw: list[tuple[float, float, float]] = []
-    on_prepared: list[tuple[float, float, float]] = []
+    on_raw: list[tuple[float, ...]] = []
+    on_prepared: list[tuple[float, ...]] = []
     for _ in range(runs):
         for index, photo in enumerate(raw):
             prepare_jpeg.append(timed(lambda i=index: prepare_photo(jpegs[i])))
@@ -302,6 +313,7 @@ def twelve_mp_timing(runs: int) -> None:
             on_prepared.append(own_time(prepared[index]))
         prepare_heic.append(timed(lambda: prepare_photo(heic)))
     print(f"\n12 MP phone photos (4000x3000, {len(jpegs)} JPEGs + 1 HEIC, {runs} rounds)")
+    print(f"  load average now: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on 2 cores")
     print(f"  prepare_photo, 12 MP JPEG        {percentiles(prepare_jpeg)}")
     print(f"  prepare_photo, 12 MP HEIC        {percentiles(prepare_heic)}")
     print(f"  detector alone, 640 px copy      {percentiles(detect)}")
