@@ -284,7 +284,7 @@ def degraded_real(photos: Sequence[RealPhoto]) -> None:
                     any(q.check in (check, Check.FACE) for q in r.problems)
                     for r in preflight_photos(chosen, configs[level]).photos
                 )
-                row.append(f"{refused:>3}/{len(chosen):<15}")
+                row.append(f"{f'{refused}/{len(chosen)}':>19}")
         print(f"{name:28} " + " ".join(row))
 
 

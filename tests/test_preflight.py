@@ -1,4 +1,4 @@
-"""Preflight on the synthetic labelled set (tests/preflight_set.py); real photos: test_preflight_real."""
+"""Preflight on the synthetic labelled set (tests/preflight_set.py); real photos: see *_real.py."""
 
 from __future__ import annotations
 
