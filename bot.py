@@ -38,7 +38,6 @@ import discord
 from discord.ext import commands
 
 from avatar_api import AvatarClient, RetryPolicy
-from avatar_api.client import DEFAULT_TIMEOUT
 from avatarbot import __version__
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
@@ -50,6 +49,7 @@ from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, StoreUnavailableError, open_store
 from avatarbot.store.base import Budget, Store
 from avatarbot.timeutil import utc_now
+from cogs.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -90,7 +90,6 @@ async def open_services(
     clock: Callable[[], datetime] = utc_now,
     budget_clock: Callable[[], datetime] | None = None,
     budget: Budget = DEFAULT_BUDGET,
-    api_timeout: float = DEFAULT_TIMEOUT,
     api_retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Services]:
     """One HTTP session, the migrated store and the (not yet started) dispatcher.
@@ -106,7 +105,7 @@ async def open_services(
             settings.agent_ai_token,
             base_url=settings.agent_ai_base_url,
             session=session,
-            timeout=api_timeout,
+            timeout=settings.agent_ai_timeout,
             retry=api_retry,
         )
         store = await open_store(settings.database_url, clock=clock, budget_clock=budget_clock)
@@ -178,6 +177,7 @@ class AvatarBot(commands.AutoShardedBot):
     async def setup_hook(self) -> None:
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
+        await self.tree.set_translator(CatalogTranslator())
         await self.sync_commands()
         await self.dispatcher.start()
         log.info("ready to serve as worker %s", self.worker_id)

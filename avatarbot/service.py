@@ -130,7 +130,7 @@ class AvatarService:
         elif not await self.store.has_consented(requester.user_id):
             return Admission(consent_needed=True)
         photos = await prepare_photos(await draft.fetch(), limits=self._photo_limits)
-        config = PreflightConfig.from_disabled(settings.disabled_checks)
+        config = PreflightConfig.from_disabled(settings.disabled_checks, settings.photo_strictness)
         report = await preflight_photos_async(photos, config)
         if not report.ok:
             return Admission(preflight=report)
@@ -197,4 +197,5 @@ class AvatarService:
             owner=self._owner if request is not None else "",
             photo_sizes=tuple(p.size for p in request.photos) if request else (),
             interaction=requester.interaction if request is not None else None,
+            locale=requester.locale,
         )

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 
-from avatar_api.client import DEFAULT_BASE_URL
+from avatar_api.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, timeout_from_text
 
 from .store.url import Backend, StoreConfigError, parse_database_url
 
@@ -31,6 +31,7 @@ _HELP = {
     "(several processes share one PostgreSQL DATABASE_URL)",
     "METRICS_PORT": "a TCP port from 1 to 65535 for /metrics and /healthz, or unset for none",
     "METRICS_HOST": "the address to serve /metrics and /healthz on, such as 127.0.0.1 or 0.0.0.0",
+    "AGENT_AI_TIMEOUT": f"seconds to wait for one agent.ai answer, e.g. {DEFAULT_TIMEOUT:g}",
 }
 MAX_SHARD_COUNT = 100_000
 
@@ -57,6 +58,7 @@ class Settings:
     """None: every shard of ``shard_count``."""
     metrics_port: int | None = None  # None: no port opened; 0 (tests): any free port
     metrics_host: str = DEFAULT_METRICS_HOST
+    agent_ai_timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +77,7 @@ class Settings:
             shard_ids=_shard_ids(env.get("SHARD_IDS", ""), shard_count, database_url),
             metrics_port=_metrics_port(env.get("METRICS_PORT", "")),
             metrics_host=_metrics_host(env.get("METRICS_HOST", "")),
+            agent_ai_timeout=_agent_ai_timeout(env.get("AGENT_AI_TIMEOUT", "")),
         )
 
 
@@ -194,3 +197,10 @@ def _metrics_host(value: str) -> str:
     if not host.isascii() or not host.isprintable() or any(c in host for c in " /?#@"):
         raise SettingsError("METRICS_HOST", "is not a host name or address")
     return host
+
+
+def _agent_ai_timeout(value: str) -> float:
+    try:
+        return timeout_from_text(value)
+    except ValueError:
+        raise SettingsError("AGENT_AI_TIMEOUT", "is not a positive number of seconds") from None

@@ -1,8 +1,11 @@
 """Telling members what happens to their jobs: the dispatcher's listener, as a cog.
 
-It keeps each job's interaction while it lives (about 15 minutes) and edits it
-with the job's place, its start and its outcome; once the interaction is gone it
-falls back to a DM, else the channel. The moderators' log entry is posted here too.
+It answers in each job's interaction while it lives (about 15 minutes), whichever
+process received it (through the token the job keeps, sealed): the job's place,
+its start and its outcome; once the interaction is gone it falls back to a DM,
+else the channel. The moderators' log entry is posted here too.
+A member reads their own language (kept with the job for a later DM); the
+channel and the log read the server's.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands
 
+from avatar_api.text import N_
+from avatarbot.i18n import Translation, for_locale
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import acknowledged
+from .language import member_language, server_language
 from .replies import InteractionReply, reply_for
-from .ui import NO_MENTIONS, log_embed, progress_text, result_embed
+from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
 
 if TYPE_CHECKING:
     from avatarbot.queue import QueuePlace
@@ -30,14 +36,14 @@ log = logging.getLogger(__name__)
 
 # Each place edit is a Discord request; a long queue moves every few seconds.
 PLACE_EDIT_INTERVAL = timedelta(seconds=15)
-DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
+DONE_TEXT = N_("✅ Done: your avatar's group id is posted in the channel.")
 
 
 class DeliveryCog(commands.Cog):
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
         # Replies of interactions received here; any other job's comes from its record.
-        self._replies: dict[int, tuple[InteractionReply, datetime]] = {}
+        self._replies: dict[int, tuple[InteractionReply, datetime, Translation]] = {}
         self._shown_place: dict[int, tuple[int, datetime]] = {}
         self._logged: set[int] = set()  # logged, but the member not told yet
         self._place_edits: dict[int, asyncio.Task[None]] = {}
@@ -57,35 +63,39 @@ class DeliveryCog(commands.Cog):
         """Keep the interaction of a just-queued job and show its place."""
         if job.interaction is not None:
             reply = InteractionReply.open(self.bot, interaction.application_id, interaction.token)
-            self._replies[job.id] = (reply, job.interaction.reply_until)
+            until = job.interaction.reply_until
+            self._replies[job.id] = (reply, until, member_language(interaction))
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        await edit_reply(interaction, content=progress_text(job.id, position, None))
+        content = progress_text(job.id, position, None, member_language(interaction))
+        await edit_reply(interaction, content=content)
         self.bot.dispatcher.wake()
 
     # --- the dispatcher's listener ------------------------------------------------
 
     async def job_started(self, job: JobRecord) -> None:
         await self._finish_place_edit(job.id)
-        reply = self._reply(job.id, job)
-        if reply is not None:
-            await _edit(reply, content=progress_text(job.id, None, None))
+        found = self._reply(job.id, job)
+        if found is not None:
+            reply, member = found
+            await _edit(reply, content=progress_text(job.id, None, None, member))
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
         now = self.bot.clock()
         for job_id, place in positions.items():
-            reply = self._reply(job_id)
+            found = self._reply(job_id)
             pending = self._place_edits.get(job_id)
-            if reply is None or (pending is not None and not pending.done()):
+            if found is None or (pending is not None and not pending.done()):
                 continue
+            reply, member = found
             shown, shown_at = self._shown_place.get(job_id, (None, None))
             if shown == place.position or (shown_at and now - shown_at < PLACE_EDIT_INTERVAL):
                 continue
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
-            content = progress_text(job_id, place.position, eta)
+            content = progress_text(job_id, place.position, eta, member)
             self._place_edits[job_id] = asyncio.create_task(_edit(reply, content=content))
 
     async def job_finished(self, job: JobRecord) -> bool:
@@ -93,10 +103,10 @@ class DeliveryCog(commands.Cog):
             self._logged.add(job.id)
             await self._post_log_entry(job)
         await self._finish_place_edit(job.id)
-        reply = self._reply(job.id, job)
+        found = self._reply(job.id, job)
         self._replies.pop(job.id, None)
         told = (
-            reply is not None and await self._reply_in_interaction(reply, job)
+            found is not None and await self._reply_in_interaction(*found, job)
         ) or await self._tell_elsewhere(job)
         if told:
             self._logged.discard(job.id)
@@ -111,42 +121,62 @@ class DeliveryCog(commands.Cog):
         if pending is not None:
             await pending
 
-    def _reply(self, job_id: int, job: JobRecord | None = None) -> InteractionReply | None:
-        """The member's interaction while it can be answered: received here, or through the
-        job's sealed token whichever process received it."""
+    def _reply(
+        self, job_id: int, job: JobRecord | None = None
+    ) -> tuple[InteractionReply, Translation] | None:
+        """The member's interaction while it can be answered, and the member's language:
+        received here, or through the job's sealed token whichever process received it."""
         now = self.bot.clock()
         kept = self._replies.get(job_id)
         if kept is not None:
-            reply, until = kept
-            return reply if now < until else None
+            reply, until, member = kept
+            return (reply, member) if now < until else None
         if job is None:
             return None
-        return reply_for(self.bot, job, self.bot.sealer, self.bot.clock)
+        reply = reply_for(self.bot, job, self.bot.sealer, self.bot.clock)
+        return None if reply is None else (reply, for_locale(job.locale))
 
-    async def _reply_in_interaction(self, reply: InteractionReply, job: JobRecord) -> bool:
-        """Failures and uploads stay private; a generated avatar is shown to the channel."""
-        embed = result_embed(job)
+    async def _reply_in_interaction(
+        self, reply: InteractionReply, member: Translation, job: JobRecord
+    ) -> bool:
+        """Failures and uploads stay private; a generated avatar is shown to the channel.
+
+        The member reads their own language; the channel reads the server's.
+        """
         try:
             if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
-                await reply.follow_up(f"<@{job.user_id}>'s new avatar:", embed=embed)
-                await reply.edit(content=DONE_TEXT, embed=None)
+                server = await self._server_language(job.guild_id)
+                await reply.follow_up(
+                    server.gettext("{member}'s new avatar:", member=f"<@{job.user_id}>"),
+                    embed=result_embed(job, server),
+                )
+                await reply.edit(content=member.render(DONE_TEXT), embed=None)
             else:
-                await reply.edit(content=None, embed=embed)
+                await reply.edit(content=None, embed=result_embed(job, member))
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)
             return False
 
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
-        """The interaction is gone (expired, or a restart): a DM, else the channel."""
-        embed = result_embed(job)
-        note = "Here is the outcome of your avatar request:"
+        """The interaction is gone (expired, or a restart): a DM, else the channel.
+
+        The DM is in the member's language (kept with the job); the channel reads the server's.
+        """
+        mine = for_locale(job.locale) if job.locale else await self._server_language(job.guild_id)
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS)
+            await user.send(
+                mine.gettext("Here is the outcome of your avatar request:"),
+                embed=result_embed(job, mine),
+                allowed_mentions=NO_MENTIONS,
+            )
             return True
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
+        t = await self._server_language(job.guild_id)
+        embed = result_embed(job, t)
+        note = t.gettext("Here is the outcome of your avatar request:")
         channel = self.bot.get_channel(job.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return False
@@ -154,8 +184,12 @@ class DeliveryCog(commands.Cog):
         content = f"<@{job.user_id}> " + (
             note
             if public
-            else f"your avatar job #{job.id} ended ({job.state.value}). "
-            "I could not DM you the details; run `/avatar history` to see them."
+            else t.gettext(
+                "your avatar job #{job_id} ended ({state}). "
+                "I could not DM you the details; run `/avatar history` to see them.",
+                job_id=job.id,
+                state=state_name(job.state, t),
+            )
         )
         try:
             await channel.send(
@@ -178,10 +212,16 @@ class DeliveryCog(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
             return
+        t = server_language(self.bot.get_guild(job.guild_id), settings.language)
         try:
-            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=log_embed(job, t), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
+
+    async def _server_language(self, guild_id: int) -> Translation:
+        """The language moderators chose for the server's posts, else the server's own."""
+        settings = await self.bot.store.get_guild_settings(guild_id)
+        return server_language(self.bot.get_guild(guild_id), settings.language)
 
 
 async def acknowledge(interaction: discord.Interaction) -> bool:

@@ -29,14 +29,20 @@ log = logging.getLogger(__name__)
 REPLY_MARGIN = timedelta(seconds=30)
 
 
-def interaction_ref(interaction: discord.Interaction, sealer: TokenSealer) -> InteractionRef:
-    """What the job keeps of its interaction: its ids and its token, sealed."""
-    created = interaction.created_at
+def interaction_ref(
+    interaction: discord.Interaction, sealer: TokenSealer, received_at: datetime
+) -> InteractionRef:
+    """What the job keeps of its interaction: its ids and its token, sealed.
+
+    Its window is counted from ``received_at`` on the bot's own clock (a moment after
+    Discord created it; the margin covers that), so that every later check compares
+    times of one clock.
+    """
     return InteractionRef(
         interaction_id=interaction.id,
         application_id=interaction.application_id,
-        sealed_token=sealer.seal(interaction.token, issued_at=created.timestamp()),
-        reply_until=created + INTERACTION_LIFETIME - REPLY_MARGIN,
+        sealed_token=sealer.seal(interaction.token, issued_at=received_at.timestamp()),
+        reply_until=received_at + INTERACTION_LIFETIME - REPLY_MARGIN,
     )
 
 

@@ -1,4 +1,7 @@
-"""The buttons members press: the first-upload consent and the forget confirmation."""
+"""The buttons members press: the first-upload consent and the forget confirmation.
+
+Labels and texts are in the language of the member the view is shown to.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +9,20 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from .errors import report_unexpected
+from avatar_api.text import N_
+from avatarbot.i18n import Translation
 
-CONSENT_TEXT = (
+from .errors import report_unexpected
+from .language import member_language
+
+CONSENT_TEXT = N_(
     "**Before your first upload**\n"
     "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
     "in them. Please confirm that **the photos are of you**, or that **the person in them "
     "has agreed** to this.\n"
     "Photos are never stored by this bot; they are held in memory only while they are sent."
 )
-FORGET_TEXT = (
+FORGET_TEXT = N_(
     "This deletes every record of your avatar jobs (on every server using this bot) "
     "and your photo consent. Group ids you have not saved will be gone. Continue?"
 )
@@ -26,30 +33,38 @@ Forget = Callable[[], Awaitable[int]]
 class ConsentView(discord.ui.View):
     """The one-time statement on a member's first upload; accepting carries on with it."""
 
-    def __init__(self, user_id: int, on_accept: OnConsent) -> None:
+    def __init__(self, user_id: int, on_accept: OnConsent, t: Translation) -> None:
         super().__init__(timeout=300)
         self.user_id = user_id
         self.on_accept = on_accept
+        # kind: button
+        self.accept.label = t.gettext("These are my photos / I have consent")
+        # kind: button
+        self.cancel.label = t.gettext("Cancel")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(
-        label="These are my photos / I have consent", style=discord.ButtonStyle.success
-    )
+    @discord.ui.button(style=discord.ButtonStyle.success)
     async def accept(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Thanks. Checking your photos…", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Thanks. Checking your photos…"),
+            view=None,
+        )
         await self.on_accept(interaction)
 
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def cancel(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Cancelled; nothing was sent.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Cancelled; nothing was sent."),
+            view=None,
+        )
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
@@ -58,27 +73,38 @@ class ConsentView(discord.ui.View):
 
 
 class ForgetView(discord.ui.View):
-    def __init__(self, user_id: int, forget: Forget) -> None:
+    def __init__(self, user_id: int, forget: Forget, t: Translation) -> None:
         super().__init__(timeout=120)
         self.user_id = user_id
         self.forget = forget
+        # kind: button
+        self.confirm.label = t.gettext("Delete my records")
+        # kind: button
+        self.keep.label = t.gettext("Keep them")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(label="Delete my records", style=discord.ButtonStyle.danger)
+    @discord.ui.button(style=discord.ButtonStyle.danger)
     async def confirm(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
         deleted = await self.forget()
-        await interaction.response.edit_message(
-            content=f"Done: {deleted} records and your photo consent were deleted.", view=None
+        t = member_language(interaction)
+        text = t.ngettext(
+            "Done: {count} record and your photo consent were deleted.",
+            "Done: {count} records and your photo consent were deleted.",
+            deleted,
+            count=t.number(deleted),
         )
+        await interaction.response.edit_message(content=text, view=None)
 
-    @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def keep(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Nothing was deleted."), view=None
+        )

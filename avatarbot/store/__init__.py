@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from avatarbot.timeutil import utc_now
 
 from .base import Store
-from .dialect import create_engine
+from .dialect import create_engine, use_wal
 from .notify import channel_name
 from .sql import SqlStore
 from .url import Backend, StoreConfigError, parse_database_url
@@ -54,6 +54,7 @@ async def open_store(
         channel=channel_name(schema),
     )
     try:
+        await use_wal(engine, target)
         applied = await store.migrate()
     except (DBAPIError, OSError) as error:
         await engine.dispose()

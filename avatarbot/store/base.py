@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .notify import Notice
 
 from avatar_api.models import SourceType
+from avatar_api.preflight import Strictness
 from avatarbot.failures import FailureKind
 
 
@@ -43,7 +44,8 @@ class GuildSettings:
     """One server's moderation settings; a server never configured gets these defaults.
 
     0 turns a cooldown or a quota off. Empty allow-lists mean "everywhere" and
-    "everyone". ``disabled_checks`` names photo preflight checks an admin turned off.
+    "everyone". ``disabled_checks`` names photo preflight checks an admin turned off;
+    ``photo_strictness`` is how hard the ones left on are on borderline photos.
     """
 
     guild_id: int
@@ -57,6 +59,9 @@ class GuildSettings:
     required_role_ids: frozenset[int] = frozenset()
     blocked_words: tuple[str, ...] = ()
     disabled_checks: frozenset[str] = frozenset()
+    photo_strictness: Strictness = Strictness.STANDARD
+    language: str | None = None
+    """Discord's tag for the language of public posts and the log; None: the server's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,7 @@ class NewJob:
     photo_sizes: tuple[int, ...] = ()
     interaction: InteractionRef | None = None
     """Queued jobs only: at most one job per interaction, whatever the timing."""
+    locale: str | None = None
 
     @property
     def photo_count(self) -> int:
@@ -127,6 +133,8 @@ class JobRecord:
     interaction: InteractionRef | None = None
     """While the member can still be answered in their interaction (its token is kept
     until the job is delivered or the interaction's 15 minutes are over)."""
+    locale: str | None = None
+    """The requester's Discord language, to tell them the outcome outside their interaction."""
 
     @property
     def photo_count(self) -> int:
@@ -234,8 +242,12 @@ class Store(Protocol):
     # --- settings -------------------------------------------------------------
     async def get_guild_settings(self, guild_id: int) -> GuildSettings: ...
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
-        """Apply the named fields of :class:`GuildSettings`; an unknown name is a ValueError."""
+    async def update_guild_settings(self, guild_id: int, /, **changes: object) -> GuildSettings:
+        """Apply the named fields of :class:`GuildSettings`; an unknown name is a ValueError.
+
+        ``guild_id`` is positional-only, so a change named ``guild_id`` is refused as
+        unknown (a ValueError), never a TypeError.
+        """
         ...
 
     # --- blocks ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from avatar_api.preflight import Strictness
 from avatarbot import guild_rules
 
 from .base import (
@@ -38,7 +39,7 @@ class SettingsStore(SqlBase):
         async with self._transaction(write=False) as conn:
             return await _load_settings(conn, guild_id)
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+    async def update_guild_settings(self, guild_id: int, /, **changes: object) -> GuildSettings:
         normalized = guild_rules.validate_changes(changes)
         async with self._transaction(write=True) as conn:
             current = await _load_settings(conn, guild_id)
@@ -119,6 +120,8 @@ async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:
         required_role_ids=frozenset(json.loads(row.required_role_ids)),
         blocked_words=tuple(json.loads(row.blocked_words)),
         disabled_checks=frozenset(json.loads(row.disabled_checks)),
+        language=row.language,
+        photo_strictness=_strictness(row.photo_strictness),
     )
 
 
@@ -135,4 +138,15 @@ def _settings_values(settings: GuildSettings) -> dict[str, Any]:
         "required_role_ids": json.dumps(sorted(settings.required_role_ids)),
         "blocked_words": json.dumps(list(settings.blocked_words)),
         "disabled_checks": json.dumps(sorted(settings.disabled_checks)),
+        "language": settings.language,
+        "photo_strictness": settings.photo_strictness.value,
     }
+
+
+def _strictness(stored: str) -> Strictness:
+    """A level written by a newer release reads as the default rather than failing."""
+    try:
+        return Strictness(stored)
+    except ValueError:
+        log.warning("unknown photo strictness %r in the database; using standard", stored)
+        return Strictness.STANDARD

@@ -167,7 +167,8 @@ class SqlBase:
             yield conn
 
     async def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction; returns how many ran."""
+        """Create a new database from the tables, or apply the pending delta migrations,
+        each step in its own transaction; returns how many steps ran."""
         applied = 0
         while True:
             async with self._transaction(write=True) as conn:
@@ -217,6 +218,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
         interaction=_interaction_from_row(row),
+        locale=row.locale,
     )
 
 
@@ -259,6 +261,7 @@ def new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
         "photo_sizes": json.dumps(list(job.photo_sizes)),
         "created_at": now,
         "forgotten": False,
+        "locale": job.locale,
     }
 
 
