@@ -129,6 +129,7 @@ class Dispatcher:
         self._stopping = False
         self._last_heartbeat: datetime | None = None
         self._outcomes_waiting = False
+        self._listening: asyncio.Task[None] | None = None
         self._last_positions: dict[int, int] | None = None
 
     # --- public API ---------------------------------------------------------------
@@ -199,7 +200,11 @@ class Dispatcher:
         await self._store.heartbeat(self.worker_id, now)
         self._last_heartbeat = now
         await self._recover_and_deliver(now)
-        await self._store.listen(self._on_notice)
+        # In the background: a slow database connection must not hold up the queue,
+        # which polls anyway.
+        self._listening = asyncio.create_task(
+            self._store.listen(self._on_notice), name=f"listen:{self.worker_id}"
+        )
         self._task = asyncio.create_task(self._run(), name=f"dispatcher:{self.worker_id}")
         log.info("dispatcher %s started", self.worker_id)
 
@@ -227,6 +232,9 @@ class Dispatcher:
                 log.warning("left %d running job(s) for recovery at shutdown", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
         self._requests.clear()
+        if self._listening is not None:
+            with contextlib.suppress(Exception):
+                await self._listening  # returns once listening (the store stops it)
         with contextlib.suppress(Exception):  # at worst the others wait for the timeout
             await self._store.retire_worker(self.worker_id)
         log.info("dispatcher %s stopped", self.worker_id)
