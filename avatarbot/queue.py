@@ -393,6 +393,12 @@ class Dispatcher:
         self._requests.pop(job.id, None)  # final: e.g. failed by server_left or recovery
         self._delivering.add(job.id)
         try:
+            # A look from an upkeep round may be older than a delivery that just ended.
+            current = await _retrying_store_errors(
+                f"job {job.id}: reading it before telling", lambda: self._store.get_job(job.id)
+            )
+            if current is None or current.notified:
+                return
             told = await self._notify("job_finished", self._listener.job_finished(job))
             if told:
                 await _retrying_store_errors(
