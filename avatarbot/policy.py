@@ -34,6 +34,9 @@ class RefusalReason(StrEnum):
     GUILD_DAILY = "guild_daily"
     COOLDOWN = "cooldown"
     BUSY = "busy"
+    # A button on a past job that can no longer be acted on; never recorded as a job.
+    JOB_GONE = "job_gone"
+    NOT_REPEATABLE = "not_repeatable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,24 @@ class Requester:
     channel_id: int
     role_ids: frozenset[int] = frozenset()
     parent_channel_id: int | None = None
+
+
+class ButtonAction(StrEnum):
+    """The buttons on results, progress replies and history lines."""
+
+    REROLL = "reroll"
+    EDIT = "edit"
+    DELETE = "delete"
+    CANCEL = "cancel"
+
+
+def may_press(
+    action: ButtonAction, requester_id: int, presser_id: int, *, presser_manages_guild: bool
+) -> bool:
+    """Only the requester acts on a job; a moderator may also take a public result down."""
+    if presser_id == requester_id:
+        return True
+    return action is ButtonAction.DELETE and presser_manages_guild
 
 
 def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limits:
@@ -159,6 +180,18 @@ def normalize_blocked_words(words: str) -> tuple[str, ...]:
         if word:
             seen.setdefault(word, None)
     return tuple(seen)
+
+
+JOB_GONE = Refusal(
+    RefusalReason.JOB_GONE,
+    "That avatar's record was deleted with `/avatar forget`, so it cannot be made again. "
+    "Use `/avatar generate` instead.",
+)
+NOT_REPEATABLE = Refusal(
+    RefusalReason.NOT_REPEATABLE,
+    "Uploaded avatars cannot be made again: their photos are never kept. "
+    "Run `/avatar upload` again instead.",
+)
 
 
 def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> Refusal:

@@ -11,7 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from avatar_api.models import AvatarRequest
+
 from .policy import (
+    JOB_GONE,
+    NOT_REPEATABLE,
     Refusal,
     RefusalReason,
     Requester,
@@ -20,7 +24,15 @@ from .policy import (
     limits_for,
     refusal_for_quota,
 )
-from .store.base import GuildSettings, JobMode, JobRecord, NewJob, QuotaStatus, Store
+from .store.base import (
+    CancelResult,
+    GuildSettings,
+    JobMode,
+    JobRecord,
+    NewJob,
+    QuotaStatus,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +97,44 @@ class AvatarService:
         refusal = refusal_for_quota(result, limits, now)
         await self.store.record_refused(job, refusal.reason.value, now)
         return Admission(refusal=refusal)
+
+    async def resubmit(
+        self,
+        requester: Requester,
+        job_id: int,
+        *,
+        owner: str,
+        edits: Mapping[str, str] | None = None,
+    ) -> Admission:
+        """A new request with the options of the member's past generate job (a re-roll),
+        or with some texts replaced (an edit): screened and counted like any request.
+
+        An edited text that is not valid raises :class:`~avatar_api.ValidationError`.
+        """
+        job = await self.past_job(requester, job_id)
+        if job is None:
+            return Admission(refusal=JOB_GONE)
+        if job.mode is not JobMode.GENERATE:
+            return Admission(refusal=NOT_REPEATABLE)
+        wanted = {**job.options, **(edits or {})}
+        options = AvatarRequest.from_options(JobMode.GENERATE.value, wanted).options()
+        return await self.submit(requester, JobMode.GENERATE, options, owner=owner)
+
+    async def past_job(self, requester: Requester, job_id: int) -> JobRecord | None:
+        """The requester's own job on this server, unless ``/avatar forget`` removed it."""
+        job = await self.store.get_job(job_id)
+        if (
+            job is None
+            or job.forgotten
+            or job.user_id != requester.user_id
+            or job.guild_id != requester.guild_id
+        ):
+            return None
+        return job
+
+    async def cancel(self, user_id: int, job_id: int) -> CancelResult:
+        """Withdraw the member's queued job; one already claimed by a worker stays."""
+        return await self.store.cancel_job(job_id, user_id, self._clock())
 
     async def quota(self, requester: Requester) -> QuotaStatus:
         settings = await self.store.get_guild_settings(requester.guild_id)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from avatar_api import ValidationError
 from avatarbot.policy import RefusalReason, Requester
 from avatarbot.service import AvatarService
 from avatarbot.store import open_store
-from avatarbot.store.base import JobMode, JobState, Store
+from avatarbot.store.base import CancelOutcome, JobMode, JobRecord, JobState, Store
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -139,3 +140,125 @@ async def test_settings_changed_between_check_and_submit_are_honoured(
 
     assert admission.refusal is not None
     assert admission.refusal.reason is RefusalReason.UPLOADS_OFF
+
+
+# --- re-roll, edit and cancel -----------------------------------------------------------------
+OPTIONS = {
+    "name": "Nova",
+    "age": "Senior",
+    "gender": "Female",
+    "ethnicity": "Mixed",
+    "orientation": "portrait",
+    "pose": "close_up",
+    "style": "Artistic",
+    "appearance": "red scarf",
+}
+
+
+async def finished_job(service: AvatarService, store: Store, clock: Clock) -> JobRecord:
+    admission = await service.submit(member(), JobMode.GENERATE, OPTIONS, owner="w1")
+    assert admission.job is not None
+    await store.finish_job(admission.job.id, JobState.SUCCEEDED, clock.now, group_id="g1")
+    clock.now += timedelta(seconds=31)
+    return admission.job
+
+
+async def test_a_reroll_is_a_new_job_with_the_same_options(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+
+    admission = await service.resubmit(member(), past.id, owner="w2")
+
+    assert admission.job is not None
+    assert admission.job.id != past.id
+    assert admission.job.options == OPTIONS
+    assert (admission.job.state, admission.job.owner) == (JobState.QUEUED, "w2")
+
+
+async def test_an_edit_replaces_the_texts_and_keeps_the_choices(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+
+    admission = await service.resubmit(
+        member(), past.id, owner="w1", edits={"name": " Nova II ", "appearance": ""}
+    )
+
+    assert admission.job is not None
+    expected = {k: v for k, v in OPTIONS.items() if k != "appearance"} | {"name": "Nova II"}
+    assert admission.job.options == expected
+
+
+async def test_an_edit_with_a_bad_name_raises_a_validation_error(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    with pytest.raises(ValidationError):
+        await service.resubmit(member(), past.id, owner="w1", edits={"name": "x" * 101})
+
+
+async def test_a_reroll_is_refused_by_every_rule(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    await store.update_guild_settings(10, cooldown_seconds=3600)
+    cooling = await service.resubmit(member(), past.id, owner="w1")
+    await store.update_guild_settings(10, cooldown_seconds=0, blocked_words=("scarf",))
+    word = await service.resubmit(member(), past.id, owner="w1")
+    edited_word = await service.resubmit(
+        member(), past.id, owner="w1", edits={"appearance": "a SCARF"}
+    )
+    await store.update_guild_settings(10, blocked_words=(), user_daily_quota=1)
+    quota = await service.resubmit(member(), past.id, owner="w1")
+    await store.block_user(10, 1, "spam", blocked_by=99)
+    blocked = await service.resubmit(member(), past.id, owner="w1")
+
+    reasons = [a.refusal.reason for a in (cooling, word, edited_word, quota, blocked) if a.refusal]
+    assert reasons == [
+        RefusalReason.COOLDOWN,
+        RefusalReason.BLOCKED_WORD,
+        RefusalReason.BLOCKED_WORD,
+        RefusalReason.USER_DAILY,
+        RefusalReason.BLOCKED,
+    ]
+    assert len(await store.recent_jobs(1, 10)) == 6  # the first job and five refusals
+
+
+async def test_only_the_requesters_own_kept_generate_job_can_be_made_again(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    upload = await service.submit(
+        member(), JobMode.UPLOAD, {"name": "Me", "photos": "1"}, owner="w1", photo_sizes=(10,)
+    )
+    assert upload.job is not None
+    await store.finish_job(upload.job.id, JobState.SUCCEEDED, clock.now, group_id="g2")
+    clock.now += timedelta(seconds=31)
+
+    someone_else = await service.resubmit(member(user_id=2), past.id, owner="w1")
+    other_server = await service.resubmit(member(guild_id=11), past.id, owner="w1")
+    photos_gone = await service.resubmit(member(), upload.job.id, owner="w1")
+    await store.forget_user(1, clock.now)
+    forgotten = await service.resubmit(member(), past.id, owner="w1")
+
+    assert [a.refusal.reason for a in (someone_else, other_server, forgotten) if a.refusal] == [
+        RefusalReason.JOB_GONE
+    ] * 3
+    assert photos_gone.refusal is not None
+    assert photos_gone.refusal.reason is RefusalReason.NOT_REPEATABLE
+    assert await store.recent_jobs(2, 10) == []
+
+
+async def test_cancel_withdraws_a_queued_job_and_frees_the_member(
+    service: AvatarService, store: Store
+) -> None:
+    await store.update_guild_settings(10, user_daily_quota=1)
+    admission = await service.submit(member(), JobMode.GENERATE, {}, owner="w")
+    assert admission.job is not None
+
+    assert (await service.cancel(2, admission.job.id)).outcome is CancelOutcome.NOT_FOUND
+    assert (await service.cancel(1, admission.job.id)).outcome is CancelOutcome.CANCELLED
+
+    assert (await service.quota(member())).user_used == 0
+    assert (await service.submit(member(), JobMode.GENERATE, {}, owner="w")).job is not None

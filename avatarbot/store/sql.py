@@ -30,6 +30,8 @@ from . import dialect, fairness, migrations
 from .base import (
     Block,
     Budget,
+    CancelOutcome,
+    CancelResult,
     EnqueueResult,
     GuildSettings,
     JobMode,
@@ -66,6 +68,8 @@ ANONYMOUS_USER = 0
 COUNTED_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEEDED.value)
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 FINAL_STATES = tuple(s.value for s in JobState if s.is_final)
+# Never sent and never counted; neither holds a queue turn.
+NOT_RUN_STATES = (JobState.REFUSED.value, JobState.CANCELLED.value)
 
 INTERRUPTED = "Interrupted"
 INTERRUPTED_RUNNING = (
@@ -387,6 +391,29 @@ class SqlStore:
         log.info("failed %d queued jobs of guild %d: %s", len(failed), guild_id, error_kind)
         return failed
 
+    async def cancel_job(self, job_id: int, user_id: int, now: datetime) -> CancelResult:
+        async with self._transaction(write=True) as conn:
+            # On PostgreSQL a concurrent claim holds the row lock: this waits for it, then
+            # re-checks the state (READ COMMITTED) and finds the job running.
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.user_id == user_id,
+                    jobs.c.state == JobState.QUEUED.value,
+                )
+                .values(state=JobState.CANCELLED.value, finished_at=now, notified=True)
+            )
+            record = await _get_job(conn, job_id)
+        if record is None or record.user_id != user_id or record.forgotten:
+            return CancelResult(CancelOutcome.NOT_FOUND)
+        if result.rowcount:
+            log.info("job %d cancelled by its member", job_id)
+            return CancelResult(CancelOutcome.CANCELLED, record)
+        if record.state is JobState.RUNNING:
+            return CancelResult(CancelOutcome.ALREADY_STARTED, record)
+        return CancelResult(CancelOutcome.ALREADY_ENDED, record)
+
     async def heartbeat(self, worker: str, now: datetime) -> None:
         async with self._transaction(write=True) as conn:
             stmt = self._insert(workers).values(worker_id=worker, last_seen=now)
@@ -550,7 +577,7 @@ class SqlStore:
             return func.count().filter(and_(*conditions))
 
         is_today = jobs.c.created_at >= today
-        not_refused = jobs.c.state != JobState.REFUSED.value
+        not_refused = jobs.c.state.not_in(NOT_RUN_STATES)
         stmt = select(
             count(is_today, not_refused),
             count(is_today, jobs.c.state == JobState.SUCCEEDED.value),
@@ -711,6 +738,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         refusal=row.refusal,
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
+        forgotten=bool(row.forgotten),
     )
 
 
@@ -824,12 +852,14 @@ async def _assign_turns(conn: AsyncConnection, guild_id: int, user_id: int) -> t
         )
         or 0
     )
+    # A cancelled job was never served: its turns go to whatever its guild queues next.
+    held = jobs.c.state != JobState.CANCELLED.value
     last_guild_turn = await conn.scalar(
-        select(func.max(jobs.c.guild_turn)).where(jobs.c.guild_id == guild_id)
+        select(func.max(jobs.c.guild_turn)).where(jobs.c.guild_id == guild_id, held)
     )
     last_member_turn = await conn.scalar(
         select(func.max(jobs.c.member_turn)).where(
-            jobs.c.guild_id == guild_id, jobs.c.user_id == user_id
+            jobs.c.guild_id == guild_id, jobs.c.user_id == user_id, held
         )
     )
     return (
