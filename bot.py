@@ -34,7 +34,7 @@ from avatarbot.store.base import Budget, Store
 
 log = logging.getLogger(__name__)
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin")
+INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin", "cogs.job_actions")
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
 DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token

@@ -111,7 +111,7 @@ class AvatarService:
 
         An edited text that is not valid raises :class:`~avatar_api.ValidationError`.
         """
-        job = await self.past_job(requester, job_id)
+        job = await self.past_job(requester.user_id, requester.guild_id, job_id)
         if job is None:
             return Admission(refusal=JOB_GONE)
         if job.mode is not JobMode.GENERATE:
@@ -120,15 +120,10 @@ class AvatarService:
         options = AvatarRequest.from_options(JobMode.GENERATE.value, wanted).options()
         return await self.submit(requester, JobMode.GENERATE, options, owner=owner)
 
-    async def past_job(self, requester: Requester, job_id: int) -> JobRecord | None:
-        """The requester's own job on this server, unless ``/avatar forget`` removed it."""
+    async def past_job(self, user_id: int, guild_id: int, job_id: int) -> JobRecord | None:
+        """The member's own job on this server, unless ``/avatar forget`` removed it."""
         job = await self.store.get_job(job_id)
-        if (
-            job is None
-            or job.forgotten
-            or job.user_id != requester.user_id
-            or job.guild_id != requester.guild_id
-        ):
+        if job is None or job.forgotten or job.user_id != user_id or job.guild_id != guild_id:
             return None
         return job
 

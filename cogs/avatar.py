@@ -24,7 +24,9 @@ from avatar_api.preflight import PreflightConfig, preflight_photos_async
 from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
+from .buttons import cancel_buttons, result_buttons
 from .errors import refuse, reply_to_error, report_unexpected
+from .requesters import requester_of
 from .ui import (
     NO_MENTIONS,
     WORKING,
@@ -55,22 +57,6 @@ CONSENT_TEXT = (
     "has agreed** to this.\n"
     "Photos are never stored by this bot; they are held in memory only while they are sent."
 )
-
-
-def requester_of(interaction: discord.Interaction) -> Requester:
-    if interaction.guild_id is None or interaction.channel_id is None:
-        raise app_commands.NoPrivateMessage()
-    user = interaction.user
-    roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
-    channel = interaction.channel
-    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    return Requester(
-        user_id=user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        role_ids=roles,
-        parent_channel_id=parent,
-    )
 
 
 def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> str | None:
@@ -168,7 +154,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             await self._edit(interaction, content=f"⚠️ {admission.refusal.message}")
             return
         assert admission.job is not None
-        await self._track(interaction, admission.job)
+        await self.track(interaction, admission.job)
 
     @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
     @app_commands.describe(
@@ -216,7 +202,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             embed.description = "You have no avatar jobs on this server yet."
         for job in jobs:
             embed.add_field(name=_history_title(job), value=_history_line(job), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await interaction.response.send_message(
+            embed=embed, ephemeral=True, **_with_view(cancel_buttons(jobs))
+        )
 
     @app_commands.command(description="How many avatars you can still create today")
     async def quota(self, interaction: discord.Interaction) -> None:
@@ -290,7 +278,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         assert admission.job is not None
         self.bot.dispatcher.attach_photos(admission.job.id, photos)
-        await self._track(interaction, admission.job)
+        await self.track(interaction, admission.job)
 
     async def _download_and_prepare(
         self, attachments: Sequence[discord.Attachment]
@@ -300,19 +288,26 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     # --- telling the member (the dispatcher's listener) --------------------------
 
-    async def _track(self, interaction: discord.Interaction, job: JobRecord) -> None:
+    async def track(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        """Show the job's progress in the member's private reply (Cancel while it waits)."""
         self._waiting[job.id] = interaction
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        await self._edit(interaction, content=progress_text(job.id, position, None))
+        cancel = cancel_buttons([job]) if position is not None else None
+        await self._edit(interaction, content=progress_text(job.id, position, None), view=cancel)
         self.bot.dispatcher.wake()
+
+    async def untrack(self, job_id: int) -> None:
+        """The job was cancelled: its reply is no longer this cog's to edit."""
+        await self._finish_place_edit(job_id)
+        self._waiting.pop(job_id, None)
 
     async def job_started(self, job: JobRecord) -> None:
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         if interaction is not None:
-            await self._edit(interaction, content=progress_text(job.id, None, None))
+            await self._edit(interaction, content=progress_text(job.id, None, None), view=None)
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -370,10 +365,11 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
                     f"{interaction.user.mention}'s new avatar:",
                     embed=embed,
                     allowed_mentions=NO_MENTIONS,
+                    **_with_view(result_buttons(job)),
                 )
-                await interaction.edit_original_response(content=DONE_TEXT, embed=None)
+                await interaction.edit_original_response(content=DONE_TEXT, embed=None, view=None)
             else:
-                await interaction.edit_original_response(content=None, embed=embed)
+                await interaction.edit_original_response(content=None, embed=embed, view=None)
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)
@@ -382,10 +378,11 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
         """The interaction is gone (expired, or a restart): a DM, else the channel."""
         embed = result_embed(job)
+        buttons = result_buttons(job)
         note = "Here is the outcome of your avatar request:"
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS)
+            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS, view=buttons)
             return True
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
@@ -403,6 +400,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             await channel.send(
                 content,
                 embed=embed if public else None,
+                view=buttons if public else None,
                 allowed_mentions=discord.AllowedMentions(
                     everyone=False, roles=False, users=[discord.Object(job.user_id)]
                 ),
@@ -509,6 +507,11 @@ class ForgetView(discord.ui.View):
         await interaction.response.edit_message(content="Nothing was deleted.", view=None)
 
 
+def _with_view(view: discord.ui.View | None) -> dict[str, discord.ui.View]:
+    """``view=`` for a send that takes no None (followups, first responses)."""
+    return {} if view is None else {"view": view}
+
+
 def _value(choice: app_commands.Choice[str] | None) -> str | None:
     return None if choice is None else choice.value
 
@@ -531,6 +534,8 @@ def _history_line(job: JobRecord) -> str:
         return f"Refused ({job.refusal})"
     if job.error_kind:
         return f"Failed ({safe(job.error_kind)})"
+    if job.state is JobState.CANCELLED:
+        return "Cancelled: nothing was sent"
     return "In progress"
 
 

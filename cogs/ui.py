@@ -14,7 +14,7 @@ import discord
 from discord import app_commands
 
 from avatar_api.preflight import PreflightReport
-from avatarbot.store.base import JobMode, JobRecord, JobState
+from avatarbot.store.base import CancelOutcome, CancelResult, JobMode, JobRecord, JobState
 
 SUCCESS = discord.Colour.green()
 FAILURE = discord.Colour.red()
@@ -65,6 +65,9 @@ def describe_options(options: Mapping[str, str]) -> str:
 def result_embed(job: JobRecord) -> discord.Embed:
     if job.state is JobState.SUCCEEDED:
         embed = discord.Embed(title="Your avatar is on its way", colour=SUCCESS)
+        embed.description = GROUP_ID_NOTE
+        if job.mode is JobMode.UPLOAD:
+            embed.description += "\n" + UPLOAD_NOT_REPEATABLE
         embed.add_field(name="Group ID", value=f"```\n{job.group_id}\n```", inline=False)
         embed.add_field(name="Status", value=safe(job.avatar_status or "unknown"), inline=True)
     else:
@@ -112,6 +115,51 @@ def log_embed(job: JobRecord) -> discord.Embed:
     else:
         embed.add_field(name="Error", value=safe(job.error_kind or "unknown"), inline=False)
     return embed
+
+
+# --- buttons ------------------------------------------------------------------------------
+REROLL_LABEL = "Re-roll"
+EDIT_LABEL = "Edit"
+DELETE_LABEL = "Delete"
+CANCEL_LABEL = "Cancel"
+GROUP_ID_NOTE = (
+    "The avatar lives in HeyGen, in the bot operator's agent.ai account; "
+    "the group id is how to find it there."
+)
+UPLOAD_NOT_REPEATABLE = "No Re-roll or Edit for uploads: the photos are never kept."
+NOT_YOUR_JOB = "Only the member who asked for this avatar can use this button."
+NOT_YOUR_POST = (
+    "Only the member who asked for this avatar, or a moderator with Manage Server, can delete it."
+)
+EDIT_TITLE = "Edit and make again"
+EDIT_NAME_LABEL = "Name"
+EDIT_APPEARANCE_LABEL = "Appearance"
+EDIT_APPEARANCE_HINT = "Describe the look you want (up to 1000 characters)"
+EDIT_KEPT = "**These stay as they were:**\n"
+EDIT_UNAVAILABLE = "The editor could not be opened just now. Press Edit again in a moment."
+DELETED = "Deleted. The job stays in `/avatar history`."
+NOT_DELETED = "The post could not be deleted; it may be gone already."
+SERVER_GONE = "The bot is no longer in the server this avatar came from."
+MEMBER_GONE = "You are no longer a member of the server this avatar came from."
+
+
+def cancel_text(result: CancelResult, job_id: int) -> str:
+    match result.outcome:
+        case CancelOutcome.CANCELLED:
+            return f"🛑 Job #{job_id} is cancelled: nothing was sent and nothing was counted."
+        case CancelOutcome.ALREADY_STARTED:
+            return f"⏳ Too late to cancel job #{job_id}: it is already being created."
+        case CancelOutcome.ALREADY_ENDED:
+            state = result.job.state.value if result.job else "over"
+            return f"Job #{job_id} has already ended ({state})."
+        case _:
+            return f"Job #{job_id} is no longer on record."
+
+
+def kept_options_text(options: Mapping[str, str]) -> str:
+    """What an edit keeps: every option but the texts the modal changes."""
+    kept = {k: v for k, v in options.items() if k not in {"name", "appearance"}}
+    return EDIT_KEPT + describe_options(kept)
 
 
 _FAILURES = {
