@@ -26,6 +26,7 @@ from avatar_api import AvatarClient, RetryPolicy
 from avatar_api.client import DEFAULT_TIMEOUT
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
+from avatarbot.metrics import BotMetrics, HealthChecks, MetricsServer, probe
 from avatarbot.queue import Dispatcher
 from avatarbot.service import AvatarService, utc_now
 from avatarbot.settings import Settings, SettingsError
@@ -52,6 +53,7 @@ class AvatarBot(commands.Bot):
     store: Store
     dispatcher: Dispatcher
     service: AvatarService
+    metrics_server: MetricsServer | None = None
 
     def __init__(
         self,
@@ -82,9 +84,13 @@ class AvatarBot(commands.Bot):
         self.budget = budget
         self.api_timeout = api_timeout
         self.api_retry = api_retry
+        self.metrics = BotMetrics()
 
     async def setup_hook(self) -> None:
-        self.http_session = aiohttp.ClientSession()
+        self.http_session = aiohttp.ClientSession(
+            trace_configs=[self.metrics.agent_ai_trace(self.settings.agent_ai_base_url)]
+        )
+        await self.start_metrics_server()
         self.avatar_client = AvatarClient(
             self.settings.agent_ai_token,
             base_url=self.settings.agent_ai_base_url,
@@ -102,12 +108,34 @@ class AvatarBot(commands.Bot):
             budget=self.budget,
             poll_interval=self.queue_poll_seconds,
             clock=self.clock,
+            on_job_end=self.metrics.job_ended,
+            on_queue_length=self.metrics.queue_length_is,
         )
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
         await self.sync_commands()
         await self.dispatcher.start()
         log.info("ready to serve as worker %s", self.worker_id)
+
+    async def start_metrics_server(self) -> None:
+        """Serve /healthz and /metrics when METRICS_PORT is set (before the database opens)."""
+        if self.settings.metrics_port is None:
+            return
+        health = HealthChecks(self.discord_connected, self.database_answers)
+        server = MetricsServer(
+            self.metrics, health, self.settings.metrics_host, self.settings.metrics_port
+        )
+        await server.start()
+        self.metrics_server = server
+
+    def discord_connected(self) -> bool:
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+
+    async def database_answers(self) -> bool:
+        if not hasattr(self, "store"):
+            return False
+        return await probe(lambda: self.store.get_job(0), "the database")
 
     async def sync_commands(self) -> None:
         guild_id = self.settings.dev_guild_id
@@ -131,6 +159,9 @@ class AvatarBot(commands.Bot):
         """Stop the dispatcher, then close the store and the HTTP session; safe to repeat."""
         if hasattr(self, "dispatcher"):
             await self.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
         if hasattr(self, "store"):
             await self.store.close()
         if hasattr(self, "http_session") and not self.http_session.closed:

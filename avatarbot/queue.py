@@ -95,6 +95,8 @@ class Dispatcher:
         poll_interval: float = 1.0,
         heartbeat_interval: float = 10.0,
         clock: Callable[[], datetime] = utc_now,
+        on_job_end: Callable[[JobState], object] = lambda _state: None,
+        on_queue_length: Callable[[int], object] = lambda _length: None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
@@ -107,6 +109,8 @@ class Dispatcher:
         self._poll_interval = poll_interval
         self._heartbeat_interval = timedelta(seconds=heartbeat_interval)
         self._clock = clock
+        self._on_job_end = on_job_end  # metrics hooks
+        self._on_queue_length = on_queue_length
         self._photos: dict[int, tuple[Photo, ...]] = {}
         self._photo_generation: dict[int, int] = {}
         self._generations = itertools.count()
@@ -270,6 +274,7 @@ class Dispatcher:
             self._forget_photos(job.id)
             self._in_flight.pop(job.id, None)
             self.wake()
+        self._on_job_end(record.state)
         await self.deliver(record)
 
     async def _record(self, job: JobRecord, outcome: _Outcome) -> JobRecord:
@@ -354,6 +359,7 @@ class Dispatcher:
         generation = next(self._generations)
         places = await self._store.queue_positions(self.worker_id)
         self._drop_orphan_photos(places, generation)
+        self._on_queue_length(len(places))
         if places == self._last_positions:
             return
         self._last_positions = dict(places)

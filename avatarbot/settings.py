@@ -14,6 +14,7 @@ from dotenv import dotenv_values, find_dotenv
 from avatar_api.client import DEFAULT_BASE_URL
 
 DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
+DEFAULT_METRICS_HOST = "127.0.0.1"
 _DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
 _HELP = {
     "DISCORD_TOKEN": "copy it from https://discord.com/developers/applications "
@@ -23,6 +24,8 @@ _HELP = {
     "DATABASE_URL": "sqlite:///path/to/file.db or postgresql://user@host:port/db",
     "DISCORD_DEV_GUILD_ID": "a server id (right-click the server with Developer Mode on)",
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
+    "METRICS_PORT": "a TCP port from 1 to 65535 for /metrics and /healthz, or unset for none",
+    "METRICS_HOST": "the address to serve /metrics and /healthz on, such as 127.0.0.1 or 0.0.0.0",
 }
 
 
@@ -42,6 +45,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     dev_guild_id: int | None = None
     log_level: int = logging.INFO
+    metrics_port: int | None = None  # None: no port opened; 0 (tests): any free port
+    metrics_host: str = DEFAULT_METRICS_HOST
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +59,8 @@ class Settings:
             database_url=_database_url(env.get("DATABASE_URL", "")),
             dev_guild_id=_guild_id(env.get("DISCORD_DEV_GUILD_ID", "")),
             log_level=_log_level(env.get("LOG_LEVEL", "")),
+            metrics_port=_metrics_port(env.get("METRICS_PORT", "")),
+            metrics_host=_metrics_host(env.get("METRICS_HOST", "")),
         )
 
 
@@ -115,3 +122,19 @@ def _log_level(value: str) -> int:
     if level is None:
         raise SettingsError("LOG_LEVEL", "is not a logging level")
     return level
+
+
+def _metrics_port(value: str) -> int | None:
+    value = value.strip()
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
+        raise SettingsError("METRICS_PORT", "is not a port number")
+    return int(value)
+
+
+def _metrics_host(value: str) -> str:
+    host = value.strip() or DEFAULT_METRICS_HOST
+    if not host.isascii() or not host.isprintable() or any(c in host for c in " /?#@"):
+        raise SettingsError("METRICS_HOST", "is not a host name or address")
+    return host

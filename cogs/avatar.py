@@ -25,7 +25,7 @@ from avatarbot.policy import Requester
 from avatarbot.store.base import JobMode, JobRecord, JobState
 
 from .buttons import cancel_buttons, result_buttons
-from .errors import refuse, reply_to_error, report_unexpected
+from .errors import acknowledge, refuse, reply_to_error, report_unexpected
 from .requesters import requester_of
 from .ui import (
     NO_MENTIONS,
@@ -146,7 +146,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             appearance=appearance,
         )
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
         admission = await self.bot.service.submit(
             requester, JobMode.GENERATE, request.options(), owner=self.bot.worker_id
         )
@@ -180,7 +180,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return
         AvatarRequest.generate(name=name)  # validates the name before anything else
         requester = requester_of(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
         options = {"name": name or "My Avatar", "photos": str(len(attachments))}
         refusal = await self.bot.service.check(requester, JobMode.UPLOAD, options)
         if refusal is not None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import discord
 from discord import app_commands
@@ -16,6 +18,8 @@ from avatar_api import ValidationError
 from .ui import NO_MENTIONS, safe
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+UNKNOWN_INTERACTION = 10062  # Discord's code for an acknowledgement that came too late
 
 
 class AvatarError(app_commands.AppCommandError):
@@ -24,6 +28,21 @@ class AvatarError(app_commands.AppCommandError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+async def acknowledge(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+    """Await an interaction's first response, timing it for the bot's metrics."""
+    metrics = getattr(interaction.client, "metrics", None)
+    try:
+        result = await ack
+    except discord.NotFound as error:
+        if metrics is not None and error.code == UNKNOWN_INTERACTION:
+            metrics.interaction_unknown()
+        raise
+    if metrics is not None:
+        waited = discord.utils.utcnow() - interaction.created_at
+        metrics.interaction_acked(waited.total_seconds())
+    return result
 
 
 async def refuse(interaction: discord.Interaction, message: str) -> None:
@@ -69,8 +88,11 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await interaction.response.send_message(
-                message, ephemeral=True, allowed_mentions=NO_MENTIONS
+            await acknowledge(
+                interaction,
+                interaction.response.send_message(
+                    message, ephemeral=True, allowed_mentions=NO_MENTIONS
+                ),
             )
     except discord.HTTPException as error:
         log.info("could not send an error reply: %s", error)

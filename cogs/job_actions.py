@@ -31,7 +31,7 @@ from .buttons import (
     edit_modal,
     submitted_texts,
 )
-from .errors import refuse, report_unexpected, send_ephemeral
+from .errors import acknowledge, refuse, report_unexpected, send_ephemeral
 from .requesters import requester_of
 from .ui import (
     DELETED,
@@ -121,7 +121,7 @@ class JobActions(commands.Cog):
         self, interaction: discord.Interaction, key: JobKey, *, edits: Mapping[str, str] | None
     ) -> None:
         """A new request under every rule of the job's server; progress private, result public."""
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
         requester = await self._requester(interaction, key)
         if isinstance(requester, str):
             await _edit(interaction, content=f"⚠️ {requester}")
@@ -176,12 +176,12 @@ class JobActions(commands.Cog):
         if job is None or job.mode is not JobMode.GENERATE:
             await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).message)
             return
-        await interaction.response.send_modal(edit_modal(job))
+        await acknowledge(interaction, interaction.response.send_modal(edit_modal(job)))
 
     # --- Delete and Cancel ----------------------------------------------------------------
     async def _delete(self, interaction: discord.Interaction) -> None:
         """Remove the public post through the press's own token; the record stays."""
-        await interaction.response.defer()
+        await acknowledge(interaction, interaction.response.defer())
         try:
             await interaction.delete_original_response()
         except discord.HTTPException as error:
@@ -191,7 +191,7 @@ class JobActions(commands.Cog):
         await send_ephemeral(interaction, DELETED)
 
     async def _cancel(self, interaction: discord.Interaction, key: JobKey) -> None:
-        await interaction.response.defer()
+        await acknowledge(interaction, interaction.response.defer())
         result = await self.bot.service.cancel(key.user_id, key.job_id)
         if result.outcome is CancelOutcome.CANCELLED:
             await self.tracker.untrack(key.job_id)
