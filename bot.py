@@ -1,22 +1,35 @@
-"""Avatar Bot's entry point: it owns every lifetime.
+"""Avatar Bot's entry point: :func:`main` owns every lifetime.
 
-Settings, logging, one shared aiohttp session, the agent.ai client, the store,
-the job dispatcher, the extensions and the command sync are created here, in
-that order, and closed here in reverse.
+Settings and logging first; then, under ``async with``, one aiohttp session,
+the store (opened and migrated before the Discord login), the dispatcher and
+the bot that is handed them. Leaving the ``async with`` blocks closes them in
+reverse: the bot stops the dispatcher (in-flight calls finish, bounded) before
+it disconnects, then the store and the session close.
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+
+if __name__ == "__main__":
+    # Before the slow imports: a signal while they run ends the process quietly too;
+    # nothing is open yet. main() installs the real handlers.
+    for _signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signum, lambda *_: os._exit(0))
+
+import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import socket
-import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from types import FrameType
+from typing import TypeVar
 
 import aiohttp
 import discord
@@ -24,18 +37,26 @@ from discord.ext import commands
 
 from avatar_api import AvatarClient, RetryPolicy
 from avatar_api.client import DEFAULT_TIMEOUT
+from avatarbot import __version__
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
 from avatarbot.metrics import BotMetrics, HealthChecks, MetricsServer, probe
 from avatarbot.queue import Dispatcher
-from avatarbot.service import AvatarService, utc_now
+from avatarbot.service import AvatarService
 from avatarbot.settings import Settings, SettingsError
-from avatarbot.store import StoreConfigError, open_store
+from avatarbot.store import StoreConfigError, StoreUnavailableError, open_store
 from avatarbot.store.base import Budget, Store
+from avatarbot.timeutil import utc_now
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.avatar", "cogs.admin", "cogs.job_actions")
+INITIAL_EXTENSIONS: tuple[str, ...] = (
+    "cogs.delivery",
+    "cogs.avatar",
+    "cogs.admin",
+    "cogs.job_actions",
+)
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
 DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token
@@ -45,27 +66,71 @@ DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published lim
 discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
 
 
-class AvatarBot(commands.Bot):
-    """The bot. Build it with :class:`Settings`; everything else is made in :meth:`setup_hook`."""
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the bot is handed: made and closed by :func:`open_services`."""
 
-    http_session: aiohttp.ClientSession
+    settings: Settings
     avatar_client: AvatarClient
     store: Store
     dispatcher: Dispatcher
     service: AvatarService
-    metrics_server: MetricsServer | None = None
+    job_relay: JobRelay
+    worker_id: str
+    clock: Callable[[], datetime]
+    metrics: BotMetrics
+
+
+@contextlib.asynccontextmanager
+async def open_services(
+    settings: Settings,
+    *,
+    worker_id: str | None = None,
+    queue_poll_seconds: float = QUEUE_POLL_SECONDS,
+    clock: Callable[[], datetime] = utc_now,
+    budget: Budget = DEFAULT_BUDGET,
+    api_timeout: float = DEFAULT_TIMEOUT,
+    api_retry: RetryPolicy | None = None,
+) -> AsyncIterator[Services]:
+    """One HTTP session, the migrated store and the (not yet started) dispatcher."""
+    worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    metrics = BotMetrics()
+    trace = metrics.agent_ai_trace(settings.agent_ai_base_url)
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = AvatarClient(
+            settings.agent_ai_token,
+            base_url=settings.agent_ai_base_url,
+            session=session,
+            timeout=api_timeout,
+            retry=api_retry,
+        )
+        store = await open_store(settings.database_url, clock=clock)
+        try:
+            relay = JobRelay()
+            dispatcher = Dispatcher(
+                store,
+                client,
+                worker_id=worker_id,
+                listener=relay,
+                budget=budget,
+                poll_interval=queue_poll_seconds,
+                clock=clock,
+                on_job_end=metrics.job_ended,
+                on_queue_length=metrics.queue_length_is,
+            )
+            service = AvatarService(store, dispatcher, owner=worker_id, clock=clock)
+            yield Services(
+                settings, client, store, dispatcher, service, relay, worker_id, clock, metrics
+            )
+        finally:
+            await store.close()
+
+
+class AvatarBot(commands.Bot):
+    """The bot, handed its :class:`Services`; it starts the dispatcher and stops it once."""
 
     def __init__(
-        self,
-        settings: Settings,
-        *,
-        extensions: Sequence[str] = INITIAL_EXTENSIONS,
-        worker_id: str | None = None,
-        queue_poll_seconds: float = QUEUE_POLL_SECONDS,
-        clock: Callable[[], datetime] = utc_now,
-        budget: Budget = DEFAULT_BUDGET,
-        api_timeout: float = DEFAULT_TIMEOUT,
-        api_retry: RetryPolicy | None = None,
+        self, services: Services, *, extensions: Sequence[str] = INITIAL_EXTENSIONS
     ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # channels, roles and permissions; nothing else is needed
@@ -75,67 +140,24 @@ class AvatarBot(commands.Bot):
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
         )
-        self.settings = settings
+        self.settings = services.settings
+        self.avatar_client = services.avatar_client
+        self.store = services.store
+        self.dispatcher = services.dispatcher
+        self.service = services.service
+        self.job_relay = services.job_relay
+        self.worker_id = services.worker_id
+        self.clock = services.clock
+        self.metrics = services.metrics
+        self.metrics_server: MetricsServer | None = None
         self.extensions_to_load = tuple(extensions)
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.job_relay = JobRelay()
-        self.queue_poll_seconds = queue_poll_seconds
-        self.clock = clock
-        self.budget = budget
-        self.api_timeout = api_timeout
-        self.api_retry = api_retry
-        self.metrics = BotMetrics()
 
     async def setup_hook(self) -> None:
-        self.http_session = aiohttp.ClientSession(
-            trace_configs=[self.metrics.agent_ai_trace(self.settings.agent_ai_base_url)]
-        )
-        await self.start_metrics_server()
-        self.avatar_client = AvatarClient(
-            self.settings.agent_ai_token,
-            base_url=self.settings.agent_ai_base_url,
-            session=self.http_session,
-            timeout=self.api_timeout,
-            retry=self.api_retry,
-        )
-        self.store = await open_store(self.settings.database_url)
-        self.service = AvatarService(self.store, clock=self.clock)
-        self.dispatcher = Dispatcher(
-            self.store,
-            self.avatar_client,
-            worker_id=self.worker_id,
-            listener=self.job_relay,
-            budget=self.budget,
-            poll_interval=self.queue_poll_seconds,
-            clock=self.clock,
-            on_job_end=self.metrics.job_ended,
-            on_queue_length=self.metrics.queue_length_is,
-        )
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
         await self.sync_commands()
         await self.dispatcher.start()
         log.info("ready to serve as worker %s", self.worker_id)
-
-    async def start_metrics_server(self) -> None:
-        """Serve /healthz and /metrics when METRICS_PORT is set (before the database opens)."""
-        if self.settings.metrics_port is None:
-            return
-        health = HealthChecks(self.discord_connected, self.database_answers)
-        server = MetricsServer(
-            self.metrics, health, self.settings.metrics_host, self.settings.metrics_port
-        )
-        await server.start()
-        self.metrics_server = server
-
-    def discord_connected(self) -> bool:
-        ws = self.ws
-        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
-
-    async def database_answers(self) -> bool:
-        if not hasattr(self, "store"):
-            return False
-        return await probe(lambda: self.store.get_job(0), "the database")
 
     async def sync_commands(self) -> None:
         guild_id = self.settings.dev_guild_id
@@ -148,49 +170,116 @@ class AvatarBot(commands.Bot):
         synced = await self.tree.sync(guild=guild)
         log.info("synced %d commands to server %d", len(synced), guild_id)
 
+    def discord_connected(self) -> bool:
+        ws = self.ws
+        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+
+    async def database_answers(self) -> bool:
+        return await probe(lambda: self.store.get_job(0), "the database")
+
     async def close(self) -> None:
-        """Stop taking jobs, let in-flight calls finish (bounded), then close in reverse."""
-        if hasattr(self, "dispatcher"):
+        """Stop taking jobs and let in-flight calls finish (bounded), then disconnect."""
+        if not self.is_closed():
             await self.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
         await super().close()
-        await self.close_services()
 
-    async def close_services(self) -> None:
-        """Stop the dispatcher, then close the store and the HTTP session; safe to repeat."""
-        if hasattr(self, "dispatcher"):
-            await self.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
-        if self.metrics_server is not None:
-            await self.metrics_server.close()
-            self.metrics_server = None
-        if hasattr(self, "store"):
-            await self.store.close()
-        if hasattr(self, "http_session") and not self.http_session.closed:
-            await self.http_session.close()
+
+@contextlib.asynccontextmanager
+async def serving_metrics(bot: AvatarBot) -> AsyncIterator[None]:
+    """Serve /healthz and /metrics for ``bot`` while inside, when METRICS_PORT is set."""
+    settings = bot.settings
+    if settings.metrics_port is None:
+        yield
+        return
+    health = HealthChecks(bot.discord_connected, bot.database_answers)
+    server = MetricsServer(bot.metrics, health, settings.metrics_host, settings.metrics_port)
+    await server.start()
+    bot.metrics_server = server
+    try:
+        yield
+    finally:
+        bot.metrics_server = None
+        await server.close()
 
 
 async def run_bot(settings: Settings) -> None:
-    bot = AvatarBot(settings)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signum, lambda s=signum: _request_shutdown(bot, s))
-    async with bot:
+    async with (
+        open_services(settings) as services,
+        AvatarBot(services) as bot,
+        serving_metrics(bot),
+    ):
         await bot.start(settings.discord_token)
 
 
-def _request_shutdown(bot: AvatarBot, signum: int) -> None:
+async def check(settings: Settings) -> str:
+    """What ``--check`` reports: the database is reachable and its schema up to date."""
+    store = await open_store(settings.database_url)
+    try:
+        version = await store.schema_version()
+    finally:
+        await store.close()
+    return f"settings read; {store.backend.value} database at schema version {version}"
+
+
+class _Stop(Exception):
+    """SIGTERM, raised where SIGINT raises KeyboardInterrupt."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work()``; SIGINT or SIGTERM cancel it, so every ``async with`` unwinds."""
+
+    async def runner() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _cancel, task, signum)
+        return await work()
+
+    return asyncio.run(runner())
+
+
+def _cancel(task: asyncio.Task[T], signum: int) -> None:
     log.info("received %s; finishing in-flight jobs and shutting down", signal.Signals(signum).name)
-    bot.loop.create_task(bot.close())
+    task.cancel()
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    # Until the event loop takes over, both signals unwind like Ctrl-C.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, _Stop, asyncio.CancelledError):
+        return 0
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="bot.py", description="Run Avatar Bot.")
+    parser.add_argument("--version", action="version", version=f"avatarbot {__version__}")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the settings and the database (and apply migrations), then exit",
+    )
+    args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as error:
         return _fail(str(error))
     setup_logging(settings.log_level, secrets=(settings.discord_token, settings.agent_ai_token))
     try:
-        asyncio.run(run_bot(settings))
+        if args.check:
+            print(f"ok: {_run(lambda: check(settings))}")
+        else:
+            _run(lambda: run_bot(settings))
     except discord.LoginFailure:
         return _fail(
             "DISCORD_TOKEN was rejected by Discord: reset it at "
@@ -200,10 +289,10 @@ def main() -> int:
         return _fail("Discord refused the bot's intents; check the bot's settings in the portal")
     except aiohttp.ClientConnectionError:
         return _fail("could not reach Discord; check the machine's network connection")
-    except StoreConfigError as error:
+    except (StoreConfigError, StoreUnavailableError) as error:
         return _fail(f"DATABASE_URL: {error}")
-    except KeyboardInterrupt:
-        pass
+    except (KeyboardInterrupt, _Stop, asyncio.CancelledError):
+        return 0
     except Exception as error:
         log.debug("start-up failed", exc_info=True)
         return _fail(

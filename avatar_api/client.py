@@ -37,7 +37,7 @@ USER_AGENT = "AvatarBot/0.1 (+aiohttp)"
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Bounded retries with exponential back-off and full jitter.
+    """Bounded retries with exponential back-off and "equal" jitter (half fixed, half random).
 
     Retried: connection errors, timeouts, 408, 429 and 5xx (HTTP or action status).
     Never retried: any other 4xx, and answers this client cannot read.

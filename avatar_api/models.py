@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from .exceptions import UnexpectedResponseError, ValidationError
+from .magic import ImageKind, sniff_image_kind
 
 OUTPUT_VARIABLE_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 DEFAULT_OUTPUT_VARIABLE = "avatar_result"
@@ -81,18 +82,13 @@ class MimeType(StrEnum):
     PNG = "image/png"
 
 
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_MIME_TYPES = {ImageKind.JPEG: MimeType.JPEG, ImageKind.PNG: MimeType.PNG}
 
 
 def sniff_mime_type(data: bytes | memoryview) -> MimeType | None:
     """The photo's real type from its magic number, never from a name or a header."""
-    head = bytes(data[:8])
-    if head.startswith(_JPEG_MAGIC):
-        return MimeType.JPEG
-    if head.startswith(_PNG_MAGIC):
-        return MimeType.PNG
-    return None
+    kind = sniff_image_kind(data)
+    return None if kind is None else _MIME_TYPES.get(kind)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -212,15 +208,7 @@ class AvatarRequest:
             )
 
     def _validate_name(self) -> None:
-        if not self.name.strip():
-            raise ValidationError("the avatar name is empty", field="name")
-        if len(self.name) > MAX_NAME_LENGTH:
-            raise ValidationError(
-                f"the avatar name is {len(self.name)} characters; at most {MAX_NAME_LENGTH}",
-                field="name",
-            )
-        if any(_is_control(c) for c in self.name):
-            raise ValidationError("the avatar name holds control characters", field="name")
+        check_name(self.name)
 
     def _validate_appearance(self) -> None:
         if self.appearance is not None and len(self.appearance) > MAX_APPEARANCE_LENGTH:
@@ -316,6 +304,24 @@ _GENERATE_OPTIONS = frozenset(
 
 def _default_name(name: str | None) -> str:
     return name.strip() if name and name.strip() else DEFAULT_NAME
+
+
+def avatar_name(name: str | None) -> str:
+    """The name a request will carry (the default when none is given), validated."""
+    chosen = _default_name(name)
+    check_name(chosen)
+    return chosen
+
+
+def check_name(name: str) -> None:
+    if not name.strip():
+        raise ValidationError("the avatar name is empty", field="name")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValidationError(
+            f"the avatar name is {len(name)} characters; at most {MAX_NAME_LENGTH}", field="name"
+        )
+    if any(_is_control(c) for c in name):
+        raise ValidationError("the avatar name holds control characters", field="name")
 
 
 def _coerce(enum: type[E], value: E | str | None, field_name: str) -> E:

@@ -37,8 +37,11 @@ import pillow_heif
 from PIL import Image, ImageCms, features
 
 from .exceptions import PhotoError
+from .magic import ImageKind, sniff_image_kind
 from .models import MAX_PHOTOS, MimeType, Photo
 from .workers import run_photo_work
+
+__all__ = ["ImageKind", "sniff_image_kind"]  # re-exported: the photo pipeline's vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -92,26 +95,6 @@ class PhotoProblem(StrEnum):
     TOO_MANY_PHOTOS = "too_many_photos"
 
 
-class ImageKind(StrEnum):
-    """An image format recognised by its magic number."""
-
-    JPEG = "JPEG"
-    PNG = "PNG"
-    WEBP = "WebP"
-    HEIF = "HEIC"
-    AVIF = "AVIF"
-    GIF = "GIF"
-    BMP = "BMP"
-    TIFF = "TIFF"
-    SVG = "SVG"
-    JPEG_XL = "JPEG XL"
-
-    @property
-    def pillow_format(self) -> str | None:
-        """Pillow's format name if we decode this kind, else None."""
-        return _PILLOW_FORMATS.get(self)
-
-
 _PILLOW_FORMATS: dict[ImageKind, str] = {
     ImageKind.JPEG: "JPEG",
     ImageKind.PNG: "PNG",
@@ -124,9 +107,6 @@ if features.check("avif"):
 SUPPORTED_KINDS: frozenset[ImageKind] = frozenset(_PILLOW_FORMATS)
 _ACCEPTED_WORDS = "JPEG, PNG, WebP or HEIC"
 
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs"})
-_AVIF_BRANDS = frozenset({b"avif", b"avis"})
-_GENERIC_HEIF_BRANDS = frozenset({b"mif1", b"msf1", b"mif2", b"mif3"})
 _ANIMATABLE_KINDS = frozenset({ImageKind.WEBP, ImageKind.PNG})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
 _EXIF_ORIENTATION = 0x0112
@@ -142,52 +122,6 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
 }
 _DRAFT_SLACK = 0.95
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-
-
-def sniff_image_kind(data: bytes | bytearray | memoryview) -> ImageKind | None:
-    """The image format from its magic number, or None if it is not a known image."""
-    head = bytes(data[:64])
-    if head.startswith(b"\xff\xd8\xff"):
-        return ImageKind.JPEG
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ImageKind.PNG
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ImageKind.WEBP
-    if head[4:8] == b"ftyp":
-        return _sniff_ftyp(head)
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return ImageKind.GIF
-    if head[:2] == b"BM" and len(head) >= 26:
-        return ImageKind.BMP
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return ImageKind.TIFF
-    if head[:2] == b"\xff\x0a" or head[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n":
-        return ImageKind.JPEG_XL
-    if _looks_like_svg(data):
-        return ImageKind.SVG
-    return None
-
-
-def _sniff_ftyp(head: bytes) -> ImageKind | None:
-    """HEIF family by the ISO-BMFF ``ftyp`` box: major brand, then compatible brands."""
-    box_size = int.from_bytes(head[:4], "big")
-    end = min(max(box_size, 16), len(head))
-    major = head[8:12]
-    compatible = {head[i : i + 4] for i in range(16, end - 3, 4)}
-    if major in _AVIF_BRANDS:
-        return ImageKind.AVIF
-    if major in _HEIF_BRANDS:
-        return ImageKind.HEIF
-    if major in _GENERIC_HEIF_BRANDS or compatible & _GENERIC_HEIF_BRANDS:
-        if compatible & _AVIF_BRANDS:
-            return ImageKind.AVIF
-        return ImageKind.HEIF
-    return None  # an MP4/MOV video or another ISO-BMFF file
-
-
-def _looks_like_svg(data: bytes | bytearray | memoryview) -> bool:
-    text = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    return text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in text)
 
 
 def check_photo_count(count: int, *, limits: PhotoLimits = DEFAULT_LIMITS) -> None:
@@ -240,6 +174,14 @@ def check_photo_kind(data: bytes, *, index: int = 1) -> ImageKind:
     return kind
 
 
+def check_photo_bytes(
+    data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS
+) -> ImageKind:
+    """The cheap checks of a downloaded photo (its real size, its magic number)."""
+    check_photo_size(len(data), index=index, limits=limits)
+    return check_photo_kind(data, index=index)
+
+
 def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_LIMITS) -> Photo:
     """Check one photo and return it as a clean, bounded JPEG.
 
@@ -247,8 +189,7 @@ def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_
     :func:`~avatar_api.workers.run_photo_work`) from async code. Raises only :class:`PhotoError`,
     whatever the bytes; ``index`` (1-based) names the photo in messages.
     """
-    check_photo_size(len(data), index=index, limits=limits)
-    kind = check_photo_kind(data, index=index)
+    kind = check_photo_bytes(data, index=index, limits=limits)
     started = time.perf_counter()
     try:
         photo = _reencode(data, kind, index, limits)
@@ -299,8 +240,7 @@ async def prepare_photos(
     """
     check_photo_count(len(blobs), limits=limits)
     for index, data in enumerate(blobs, start=1):
-        check_photo_size(len(data), index=index, limits=limits)
-        check_photo_kind(data, index=index)
+        check_photo_bytes(data, index=index, limits=limits)
     photos: list[Photo] = []
     for index, data in enumerate(blobs, start=1):
         photo = await run_photo_work(prepare_photo, data, index=index, limits=limits)
@@ -309,7 +249,7 @@ async def prepare_photos(
 
 
 def _reencode(data: bytes, kind: ImageKind, index: int, limits: PhotoLimits) -> Photo:
-    pillow_format = kind.pillow_format
+    pillow_format = _PILLOW_FORMATS.get(kind)
     assert pillow_format is not None
     with Image.open(io.BytesIO(data), formats=[pillow_format]) as opened:
         # Nothing is decoded yet: these checks read only the header.

@@ -1,4 +1,4 @@
-"""The seam between the dispatcher (no Discord) and the cog that tells members."""
+"""The seam between the dispatcher (no Discord) and the delivery cog that tells members."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 class JobRelay:
-    """Forwards job events to whichever listener is attached (the avatar cog, once loaded).
+    """Forwards job events to whichever listener is attached (the delivery cog, once loaded).
 
     With no listener attached nobody is told, so :meth:`job_finished` says False and
     the dispatcher keeps the job for a later delivery.

@@ -1,42 +1,27 @@
 """Moderation policy: may this member run this request here and now?
 
-Plain functions over a server's settings and what the store knows; no Discord
-and no I/O, so every rule is unit-tested on its own. Every refusal carries a
+Plain functions over a server's settings and what the store knows; no discord.py
+and no I/O, so every rule is unit-tested on its own (the messages do use Discord's
+``<#channel>`` and ``<@&role>`` mention syntax, which clients render). Every refusal carries a
 message that says what happened and what the member can do.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from .guild_rules import normalize
 from .store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
-    JobMode,
     Limits,
-    QuotaRefusal,
+    RefusalReason,
+    SourceType,
 )
-
-
-class RefusalReason(StrEnum):
-    DISABLED = "disabled"
-    CHANNEL = "channel"
-    ROLE = "role"
-    BLOCKED = "blocked"
-    UPLOADS_OFF = "uploads_off"
-    BLOCKED_WORD = "blocked_word"
-    USER_DAILY = "user_daily"
-    GUILD_DAILY = "guild_daily"
-    COOLDOWN = "cooldown"
-    BUSY = "busy"
-    # A button on a past job that can no longer be acted on; never recorded as a job.
-    JOB_GONE = "job_gone"
-    NOT_REPEATABLE = "not_repeatable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +69,7 @@ def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limi
 
 
 def check_access(
-    settings: GuildSettings, requester: Requester, mode: JobMode, block: Block | None
+    settings: GuildSettings, requester: Requester, mode: SourceType, block: Block | None
 ) -> Refusal | None:
     """The rules that need no counting: enabled, block, channel, roles, uploads."""
     if block is not None:
@@ -110,7 +95,7 @@ def check_access(
         return Refusal(
             RefusalReason.ROLE, f"You need one of these roles to use Avatar Bot here: {roles}."
         )
-    if mode is JobMode.UPLOAD and not settings.uploads_allowed:
+    if mode is SourceType.UPLOAD and not settings.uploads_allowed:
         return Refusal(
             RefusalReason.UPLOADS_OFF,
             "Photo uploads are turned off on this server. You can still use `/avatar generate`.",
@@ -143,9 +128,6 @@ def check_words(settings: GuildSettings, texts: Mapping[str, str | None]) -> Ref
     return None
 
 
-_DROPPED_CATEGORIES = frozenset({"Cf", "Cc", "Mn"})
-
-
 def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
     """The first blocked word found in ``text``, compared after :func:`normalize`."""
     haystack = normalize(text)
@@ -155,31 +137,6 @@ def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
         if needle and (needle in haystack or needle.replace(" ", "") in squeezed):
             return word
     return None
-
-
-def normalize(text: str) -> str:
-    """Fold the tricks used to slip a word past a filter.
-
-    NFKD folds full-width and styled letters and splits accented letters into
-    letter and marks; casefold folds case; combining marks, format characters
-    (zero-width spaces and joiners, bidi overrides) and controls are dropped.
-    Decomposing first matters: NFKC would fuse "a" + U+0301 into "á", and that
-    mark would survive. NFC at the end recomposes what is left (Hangul, Indic
-    vowel signs), so the result is stable: ``normalize(normalize(t)) == normalize(t)``.
-    """
-    folded = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
-    kept = "".join(c for c in folded if unicodedata.category(c) not in _DROPPED_CATEGORIES)
-    return " ".join(unicodedata.normalize("NFC", kept).split())
-
-
-def normalize_blocked_words(words: str) -> tuple[str, ...]:
-    """Parse an admin's comma-separated list into distinct, normalised words."""
-    seen: dict[str, None] = {}
-    for raw in words.split(","):
-        word = normalize(raw)
-        if word:
-            seen.setdefault(word, None)
-    return tuple(seen)
 
 
 JOB_GONE = Refusal(
@@ -197,19 +154,19 @@ NOT_REPEATABLE = Refusal(
 def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> Refusal:
     """Explain why the store refused to queue a request."""
     match result.refusal:
-        case QuotaRefusal.COOLDOWN:
+        case RefusalReason.COOLDOWN:
             wait = _seconds_until(result.retry_at, now)
             return Refusal(
                 RefusalReason.COOLDOWN,
                 f"Please wait {wait} s before your next avatar (this server's cooldown is "
                 f"{limits.cooldown_seconds} s).",
             )
-        case QuotaRefusal.BUSY:
+        case RefusalReason.BUSY:
             return Refusal(
                 RefusalReason.BUSY,
                 "You already have an avatar in the works. Wait for it to finish, then try again.",
             )
-        case QuotaRefusal.GUILD_DAILY:
+        case RefusalReason.GUILD_DAILY:
             return Refusal(
                 RefusalReason.GUILD_DAILY,
                 f"This server has used all {limits.guild_daily_quota} avatars for today. "

@@ -2,43 +2,47 @@
 
 One :class:`Dispatcher` runs per bot process. Several processes on one
 PostgreSQL database share the queue and the budget; the store decides who gets
-which job. Upload photos live only in this process's memory, and only until
-their job ends.
+which job. A job enqueued here keeps its validated request (an upload's photos
+included) in this process's memory until the job ends; it is never stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from avatar_api import AvatarClient
 from avatar_api.exceptions import AvatarAPIError, RateLimitError
-from avatar_api.models import AvatarRequest, AvatarResult, Photo
+from avatar_api.models import AvatarRequest, AvatarResult
 
-from .store.base import Budget, JobMode, JobRecord, JobState, Store
+from .failures import FailureKind, failure_kind
+from .store.base import (
+    Budget,
+    EnqueueResult,
+    JobRecord,
+    JobState,
+    Limits,
+    NewJob,
+    SourceType,
+    Store,
+)
+from .timeutil import utc_now
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 DEFAULT_RATE_LIMIT_PAUSE = 60.0
 LOW_REMAINING = 1
-PHOTO_GRACE_SECONDS = 5.0
-INTERNAL_ERROR = "InternalError"
 INTERNAL_ERROR_MESSAGE = "something went wrong inside the bot; please try again later"
-PHOTOS_LOST_KIND = "Interrupted"
+SERVER_LEFT_MESSAGE = "the bot is no longer in this server"
 PHOTOS_LOST_MESSAGE = "the photos of this upload are no longer available; please upload again"
 # Waits between attempts to record an outcome while the database is unreachable (~2 min).
 STORE_RETRY_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 30.0, 30.0)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +81,7 @@ class _Outcome:
     state: JobState
     group_id: str | None = None
     avatar_status: str | None = None
-    error_kind: str | None = None
+    error_kind: FailureKind | None = None
     error_message: str | None = None
     pause_seconds: float | None = None
 
@@ -111,10 +115,10 @@ class Dispatcher:
         self._clock = clock
         self._on_job_end = on_job_end  # metrics hooks
         self._on_queue_length = on_queue_length
-        self._photos: dict[int, tuple[Photo, ...]] = {}
-        self._photo_generation: dict[int, int] = {}
-        self._generations = itertools.count()
-        self._photo_arrived: dict[int, asyncio.Event] = {}
+        self._requests: dict[int, AvatarRequest] = {}
+        # Held across an enqueue and its request's keeping, and across each claim, so a
+        # job is never claimed here before its request (an upload's photos) is kept.
+        self._intake = asyncio.Lock()
         self._in_flight: dict[int, asyncio.Task[None]] = {}
         self._delivering: set[int] = set()
         self._tick_lock = asyncio.Lock()
@@ -137,16 +141,32 @@ class Dispatcher:
     @property
     def held_photo_jobs(self) -> frozenset[int]:
         """Jobs whose photos are in memory (for tests and diagnostics; never the bytes)."""
-        return frozenset(self._photos)
+        return frozenset(i for i, r in self._requests.items() if r.photos)
 
-    def attach_photos(self, job_id: int, photos: tuple[Photo, ...]) -> None:
-        """Keep an upload job's photos in memory until the job ends."""
-        self._photos[job_id] = tuple(photos)
-        self._photo_generation[job_id] = next(self._generations)
-        event = self._photo_arrived.pop(job_id, None)
-        if event is not None:
-            event.set()
-        self.wake()
+    async def enqueue(
+        self, job: NewJob, request: AvatarRequest, limits: Limits, now: datetime
+    ) -> EnqueueResult:
+        """Queue ``job`` within ``limits`` and keep its request here until the job ends.
+
+        The next poll serves it; call :meth:`wake` to serve it now (the bot does once the
+        member has been shown the job's place, so that reply never lands after a later one).
+        """
+        async with self._intake:
+            result = await self._store.enqueue_job(job, limits, now)
+            if result.job is not None:
+                self._requests[result.job.id] = request
+        return result
+
+    async def server_left(self, guild_id: int) -> None:
+        """The bot left a server: its queued jobs must not spend credits; tell their members."""
+        failed = await self._store.fail_queued_jobs(
+            guild_id,
+            self._clock(),
+            error_kind=FailureKind.SERVER_LEFT,
+            error_message=SERVER_LEFT_MESSAGE,
+        )
+        for job in failed:
+            await self.deliver(job)
 
     def wake(self) -> None:
         """Look at the queue now (call after an enqueue).
@@ -194,8 +214,7 @@ class Dispatcher:
             if pending:
                 log.warning("left %d running job(s) for recovery at shutdown", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
-        self._photos.clear()
-        self._photo_generation.clear()
+        self._requests.clear()
         log.info("dispatcher %s stopped", self.worker_id)
 
     # --- the loop -------------------------------------------------------------------
@@ -223,7 +242,8 @@ class Dispatcher:
         """One round: upkeep, claim what the budget allows, report places; returns the wait."""
         await self._upkeep()
         while not self._stopping and len(self._in_flight) < self._max_concurrency:
-            job = await self._store.claim_next_job(self.worker_id, self._budget, self._clock())
+            async with self._intake:
+                job = await self._store.claim_next_job(self.worker_id, self._budget, self._clock())
             if job is None:
                 break
             self._spawn(job)
@@ -271,7 +291,7 @@ class Dispatcher:
             log.exception("job %d could not be recorded", job.id)
             return
         finally:
-            self._forget_photos(job.id)
+            self._requests.pop(job.id, None)
             self._in_flight.pop(job.id, None)
             self.wake()
         self._on_job_end(record.state)
@@ -294,12 +314,13 @@ class Dispatcher:
 
     async def _call(self, job: JobRecord) -> _Outcome:
         try:
-            photos = await self._photos_for(job)
-            if job.mode is JobMode.UPLOAD and not photos:
+            request = self._request_for(job)
+            if request is None:  # not reached: claims wait for enqueue to keep the request
                 return _Outcome(
-                    JobState.FAILED, error_kind=PHOTOS_LOST_KIND, error_message=PHOTOS_LOST_MESSAGE
+                    JobState.FAILED,
+                    error_kind=FailureKind.INTERNAL,
+                    error_message=PHOTOS_LOST_MESSAGE,
                 )
-            request = AvatarRequest.from_options(job.mode.value, job.options, photos)
             result = await self._client.create_avatar(request, before_retry=self._reserve_retry)
         except RateLimitError as error:
             pause = error.retry_after if error.retry_after else DEFAULT_RATE_LIMIT_PAUSE
@@ -310,7 +331,9 @@ class Dispatcher:
         except Exception:
             log.exception("job %d failed unexpectedly", job.id)
             return _Outcome(
-                JobState.FAILED, error_kind=INTERNAL_ERROR, error_message=INTERNAL_ERROR_MESSAGE
+                JobState.FAILED,
+                error_kind=FailureKind.INTERNAL,
+                error_message=INTERNAL_ERROR_MESSAGE,
             )
         return _succeeded(result)
 
@@ -322,26 +345,20 @@ class Dispatcher:
                 return
             await asyncio.sleep(max(0.05, (until - self._clock()).total_seconds()))
 
-    async def _photos_for(self, job: JobRecord) -> tuple[Photo, ...]:
-        if job.mode is not JobMode.UPLOAD:
-            return ()
-        if job.id not in self._photos:
-            # The job may be claimed between its enqueue and attach_photos.
-            event = self._photo_arrived.setdefault(job.id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), timeout=PHOTO_GRACE_SECONDS)
-            self._photo_arrived.pop(job.id, None)
-        return self._photos.get(job.id, ())
-
-    def _forget_photos(self, job_id: int) -> None:
-        self._photos.pop(job_id, None)
-        self._photo_generation.pop(job_id, None)
+    def _request_for(self, job: JobRecord) -> AvatarRequest | None:
+        """The request kept at enqueue; a generate job adopted from another process is
+        rebuilt from its stored options. None: an upload whose photos are gone."""
+        request = self._requests.get(job.id)
+        if request is None and job.mode is SourceType.GENERATE:
+            return AvatarRequest.from_options(job.mode, job.options)
+        return request
 
     # --- telling requesters --------------------------------------------------------------
     async def deliver(self, job: JobRecord) -> None:
         """Tell the requester of a final job we answer for, then mark it told."""
         if job.owner != self.worker_id or job.id in self._delivering:
             return  # another process answers for it (its undelivered_jobs will)
+        self._requests.pop(job.id, None)  # final: e.g. failed by server_left or recovery
         self._delivering.add(job.id)
         try:
             told = await self._notify("job_finished", self._listener.job_finished(job))
@@ -356,9 +373,7 @@ class Dispatcher:
             self._delivering.discard(job.id)
 
     async def _report_positions(self, next_claim_at: datetime | None) -> None:
-        generation = next(self._generations)
         places = await self._store.queue_positions(self.worker_id)
-        self._drop_orphan_photos(places, generation)
         self._on_queue_length(len(places))
         if places == self._last_positions:
             return
@@ -375,12 +390,6 @@ class Dispatcher:
                 }
             ),
         )
-
-    def _drop_orphan_photos(self, queued: Mapping[int, int], generation: int) -> None:
-        """Photos of jobs that ended without running here (e.g. failed by recovery)."""
-        for job_id, attached in list(self._photo_generation.items()):
-            if attached < generation and job_id not in queued and job_id not in self._in_flight:
-                self._forget_photos(job_id)
 
     async def _notify(self, what: str, call: Any) -> Any:
         try:
@@ -411,7 +420,7 @@ async def _retrying_store_errors(what: str, step: Callable[[], Awaitable[_T]]) -
 def _failed(error: AvatarAPIError, *, pause_seconds: float | None = None) -> _Outcome:
     return _Outcome(
         JobState.FAILED,
-        error_kind=type(error).__name__,
+        error_kind=failure_kind(error),
         error_message=str(error),
         pause_seconds=pause_seconds,
     )

@@ -1,17 +1,27 @@
-"""Admission of avatar requests: policy, blocked words and atomic quota, in one place.
+"""The use cases: one method each, one straight path from a member's request to a queued job.
 
-The cog calls this with plain facts about the requester and gets back either a
-queued job or a :class:`~avatarbot.policy.Refusal` to show. Nothing here knows Discord.
+Each method screens once (one read of the server's settings: access, blocked
+words), prepares what the job needs, and enqueues it *with* its validated
+request, photos included, through the dispatcher, atomically within the quotas.
+The cog calls these with plain facts about the requester and maps the
+:class:`Admission` to a reply. Nothing here knows Discord.
+
+A new use case is one more method that builds its
+:class:`~avatar_api.AvatarRequest` and admits it (as :meth:`AvatarService.remake` does
+for a re-roll or an edit, through :meth:`AvatarService.generate`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+from typing import Protocol
 
-from avatar_api.models import AvatarRequest
+from avatar_api.models import AvatarRequest, SourceType, avatar_name
+from avatar_api.photos import PhotoLimits, prepare_photos
+from avatar_api.preflight import PreflightConfig, PreflightReport, preflight_photos_async
 
 from .policy import (
     JOB_GONE,
@@ -26,99 +36,122 @@ from .policy import (
 )
 from .store.base import (
     CancelResult,
+    EnqueueResult,
     GuildSettings,
-    JobMode,
     JobRecord,
+    Limits,
     NewJob,
     QuotaStatus,
     Store,
 )
+from .timeutil import utc_now
 
 log = logging.getLogger(__name__)
 
 CHECKED_TEXTS = ("name", "appearance")
+PhotoFetcher = Callable[[], Awaitable[Sequence[bytes]]]
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+class JobIntake(Protocol):
+    """Where admitted jobs go: :class:`~avatarbot.queue.Dispatcher` in the bot."""
+
+    async def enqueue(
+        self, job: NewJob, request: AvatarRequest, limits: Limits, now: datetime
+    ) -> EnqueueResult: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
+    """What became of a request: exactly one field is set."""
+
     job: JobRecord | None = None
     refusal: Refusal | None = None
+    consent_needed: bool = False
+    preflight: PreflightReport | None = None
+    """The photos would likely be rejected by HeyGen: nothing was sent or counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadDraft:
+    """An upload as the member asked for it, before its photos are fetched.
+
+    Building one validates the name, so a bad name is refused before anything else.
+    """
+
+    name: str
+    photo_count: int
+    fetch: PhotoFetcher
+
+    @classmethod
+    def create(cls, name: str | None, photo_count: int, fetch: PhotoFetcher) -> UploadDraft:
+        return cls(avatar_name(name), photo_count, fetch)
+
+    def options(self) -> dict[str, str]:
+        """The options an upload job records (as :meth:`AvatarRequest.options`)."""
+        return {"name": self.name, "photos": str(self.photo_count)}
 
 
 class AvatarService:
     def __init__(
         self,
         store: Store,
+        intake: JobIntake,
         *,
+        owner: str,
         clock: Callable[[], datetime] = utc_now,
         max_active_per_user: int = 1,
+        photo_limits: PhotoLimits | None = None,
     ) -> None:
         self.store = store
+        self._intake = intake
+        self._owner = owner
         self._clock = clock
         self._max_active_per_user = max_active_per_user
+        self._photo_limits = photo_limits or PhotoLimits()
 
-    async def check(
-        self, requester: Requester, mode: JobMode, options: Mapping[str, str]
-    ) -> Refusal | None:
-        """Everything that can refuse a request without counting: settings, block, words."""
-        _, refusal = await self._screen(requester, mode, options)
-        return refusal
-
-    async def submit(
-        self,
-        requester: Requester,
-        mode: JobMode,
-        options: Mapping[str, str],
-        *,
-        owner: str,
-        photo_sizes: tuple[int, ...] = (),
-    ) -> Admission:
-        """Check again (settings may have changed) and queue atomically within the quotas."""
-        settings, refusal = await self._screen(requester, mode, options)
+    async def generate(self, requester: Requester, request: AvatarRequest) -> Admission:
+        """``/avatar generate``: screen, then queue."""
+        settings, refusal = await self._screen(requester, request.source_type, request.options())
         if refusal is not None:
             return Admission(refusal=refusal)
-        limits = limits_for(settings, max_active_per_user=self._max_active_per_user)
-        now = self._clock()
-        job = _new_job(requester, mode, options, owner, photo_sizes)
-        result = await self.store.enqueue_job(job, limits, now)
-        if result.job is not None:
-            log.info(
-                "job %d queued: %s by user %d in guild %d",
-                result.job.id,
-                mode.value,
-                requester.user_id,
-                requester.guild_id,
-            )
-            return Admission(job=result.job)
-        refusal = refusal_for_quota(result, limits, now)
-        await self.store.record_refused(job, refusal.reason.value, now)
-        return Admission(refusal=refusal)
+        return await self._admit(requester, settings, request)
 
-    async def resubmit(
-        self,
-        requester: Requester,
-        job_id: int,
-        *,
-        owner: str,
-        edits: Mapping[str, str] | None = None,
+    async def upload(
+        self, requester: Requester, draft: UploadDraft, *, consent_given: bool = False
     ) -> Admission:
-        """A new request with the options of the member's past generate job (a re-roll),
-        or with some texts replaced (an edit): screened and counted like any request.
+        """``/avatar upload``: screen, consent, fetch and prepare the photos, preflight, queue.
+
+        A :class:`~avatar_api.ValidationError` (a photo that cannot be used) propagates.
+        """
+        settings, refusal = await self._screen(requester, SourceType.UPLOAD, draft.options())
+        if refusal is not None:
+            return Admission(refusal=refusal)
+        if consent_given:
+            await self.store.record_consent(requester.user_id)
+        elif not await self.store.has_consented(requester.user_id):
+            return Admission(consent_needed=True)
+        photos = await prepare_photos(await draft.fetch(), limits=self._photo_limits)
+        config = PreflightConfig.from_disabled(settings.disabled_checks)
+        report = await preflight_photos_async(photos, config)
+        if not report.ok:
+            return Admission(preflight=report)
+        return await self._admit(requester, settings, AvatarRequest.upload(photos, name=draft.name))
+
+    async def remake(
+        self, requester: Requester, job_id: int, edits: Mapping[str, str] | None = None
+    ) -> Admission:
+        """A re-roll (the member's past generate job's options again) or an edit (with
+        some texts replaced): a new request, screened and counted like any other.
 
         An edited text that is not valid raises :class:`~avatar_api.ValidationError`.
         """
         job = await self.past_job(requester.user_id, requester.guild_id, job_id)
         if job is None:
             return Admission(refusal=JOB_GONE)
-        if job.mode is not JobMode.GENERATE:
+        if job.mode is not SourceType.GENERATE:
             return Admission(refusal=NOT_REPEATABLE)
-        wanted = {**job.options, **(edits or {})}
-        options = AvatarRequest.from_options(JobMode.GENERATE.value, wanted).options()
-        return await self.submit(requester, JobMode.GENERATE, options, owner=owner)
+        options = {**job.options, **(edits or {})}
+        return await self.generate(requester, AvatarRequest.from_options(job.mode, options))
 
     async def past_job(self, user_id: int, guild_id: int, job_id: int) -> JobRecord | None:
         """The member's own job on this server, unless ``/avatar forget`` removed it."""
@@ -137,44 +170,55 @@ class AvatarService:
             requester.guild_id, requester.user_id, limits_for(settings), self._clock()
         )
 
+    async def _admit(
+        self, requester: Requester, settings: GuildSettings, request: AvatarRequest
+    ) -> Admission:
+        """Queue a screened request atomically within the server's quotas."""
+        limits = limits_for(settings, max_active_per_user=self._max_active_per_user)
+        now = self._clock()
+        job = self._new_job(requester, request.source_type, request.options(), request)
+        result = await self._intake.enqueue(job, request, limits, now)
+        if result.job is not None:
+            log.info(
+                "job %d queued: %s by user %d in guild %d",
+                result.job.id,
+                request.source_type.value,
+                requester.user_id,
+                requester.guild_id,
+            )
+            return Admission(job=result.job)
+        refusal = refusal_for_quota(result, limits, now)
+        await self.store.record_refused(job, refusal.reason.value, now)
+        return Admission(refusal=refusal)
+
     async def _screen(
-        self, requester: Requester, mode: JobMode, options: Mapping[str, str]
+        self, requester: Requester, mode: SourceType, options: Mapping[str, str]
     ) -> tuple[GuildSettings, Refusal | None]:
-        """The server's settings, and the refusal they (or a block, or a word) call for."""
+        """The server's settings (read once), and the refusal they, a block or a word call for."""
         settings = await self.store.get_guild_settings(requester.guild_id)
         block = await self.store.get_block(requester.guild_id, requester.user_id)
         texts = {name: options.get(name) for name in CHECKED_TEXTS}
         refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
         if refusal is not None:
-            await self._record_refusal(requester, mode, options, refusal)
+            if refusal.reason is RefusalReason.BLOCKED_WORD:
+                options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
+            job = self._new_job(requester, mode, options, None)
+            await self.store.record_refused(job, refusal.reason.value, self._clock())
         return settings, refusal
 
-    async def _record_refusal(
+    def _new_job(
         self,
         requester: Requester,
-        mode: JobMode,
+        mode: SourceType,
         options: Mapping[str, str],
-        refusal: Refusal,
-    ) -> None:
-        if refusal.reason is RefusalReason.BLOCKED_WORD:
-            options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
-        job = _new_job(requester, mode, options, "", ())
-        await self.store.record_refused(job, refusal.reason.value, self._clock())
-
-
-def _new_job(
-    requester: Requester,
-    mode: JobMode,
-    options: Mapping[str, str],
-    owner: str,
-    photo_sizes: tuple[int, ...],
-) -> NewJob:
-    return NewJob(
-        guild_id=requester.guild_id,
-        channel_id=requester.channel_id,
-        user_id=requester.user_id,
-        mode=mode,
-        options=dict(options),
-        owner=owner,
-        photo_sizes=photo_sizes,
-    )
+        request: AvatarRequest | None,
+    ) -> NewJob:
+        return NewJob(
+            guild_id=requester.guild_id,
+            channel_id=requester.channel_id,
+            user_id=requester.user_id,
+            mode=mode,
+            options=dict(options),
+            owner=self._owner if request is not None else "",
+            photo_sizes=tuple(p.size for p in request.photos) if request else (),
+        )

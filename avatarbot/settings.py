@@ -13,6 +13,8 @@ from dotenv import dotenv_values, find_dotenv
 
 from avatar_api.client import DEFAULT_BASE_URL
 
+from .store.url import StoreConfigError, parse_database_url
+
 DEFAULT_DATABASE_URL = "sqlite:///data/avatarbot.db"
 DEFAULT_METRICS_HOST = "127.0.0.1"
 _DISCORD_TOKEN = re.compile(r"^[A-Za-z0-9_\-]{20,}\.[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{20,}$")
@@ -101,9 +103,12 @@ def _base_url(value: str) -> str:
 
 
 def _database_url(value: str) -> str:
+    """Checked by the store's own parser, so both accept exactly the same URLs."""
     url = value.strip() or DEFAULT_DATABASE_URL
-    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
-        raise SettingsError("DATABASE_URL", "is neither a sqlite:/// nor a postgresql:// URL")
+    try:
+        parse_database_url(url)
+    except StoreConfigError as error:
+        raise SettingsError("DATABASE_URL", f"cannot be used ({error})") from None
     return url
 
 

@@ -51,7 +51,7 @@ from simcord.enums import AppCommandType, InteractionType  # noqa: E402
 from avatar_api.client import RetryPolicy  # noqa: E402
 from avatarbot.store.base import Budget  # noqa: E402
 from bot import AvatarBot  # noqa: E402
-from tests.bot_world import settings_for  # noqa: E402
+from tests.bot_world import Bots, settings_for  # noqa: E402
 from tests.fake_agent_ai import FakeAgentAI  # noqa: E402
 
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -332,7 +332,8 @@ async def running_bot(fake: FakeAgentAI, config: BotConfig) -> AsyncIterator[Sim
             extra["clock"] = config.clock
         if config.queue_poll_seconds is not None:
             extra["queue_poll_seconds"] = config.queue_poll_seconds
-        bot = AvatarBot(
+        bots = Bots()
+        bot = await bots.open(
             settings_for(fake, f"sqlite:///{db_path}"),
             worker_id=config.worker_id,
             budget=config.budget,
@@ -344,7 +345,7 @@ async def running_bot(fake: FakeAgentAI, config: BotConfig) -> AsyncIterator[Sim
         try:
             yield Sim(env, bot, fake, install_timed_log(env), db_path)
         finally:
-            await bot.close_services()
+            await bots.close_all()
             await env.shutdown()
             await fake.stop()
 

@@ -167,7 +167,7 @@ def _interleaved(servers: list) -> list:
 
 def _time_position_updates(sim: Sim) -> list[float]:
     """Instrument (not change) the cog's queue-position updates: milliseconds per call."""
-    cog = sim.bot.get_cog("AvatarCog")
+    cog = sim.bot.get_cog("DeliveryCog")
     durations: list[float] = []
     original = cog.positions_changed
 

@@ -16,7 +16,16 @@ from discord import app_commands
 from discord.ext import commands
 
 from avatar_api.preflight import Check
-from avatarbot.policy import normalize_blocked_words
+from avatarbot.guild_rules import (
+    MAX_BLOCK_REASON,
+    MAX_BLOCKED_WORDS,
+    MAX_COOLDOWN_SECONDS,
+    MAX_GUILD_DAILY_QUOTA,
+    MAX_LIST_ENTRIES,
+    MAX_USER_DAILY_QUOTA,
+    MAX_WORDS_INPUT,
+    normalize_blocked_words,
+)
 from avatarbot.store.base import GuildSettings, Store
 
 from .errors import AvatarError, reply_to_error
@@ -26,8 +35,6 @@ if TYPE_CHECKING:
     from bot import AvatarBot
 
 log = logging.getLogger(__name__)
-
-MAX_LIST_ENTRIES = 25
 
 
 class ListAction(StrEnum):
@@ -120,7 +127,9 @@ class AdminCog(
     @app_commands.command(description="Seconds a member waits between two requests (0: none)")
     @app_commands.describe(seconds="0 turns the cooldown off")
     async def cooldown(
-        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86_400]
+        self,
+        interaction: discord.Interaction,
+        seconds: app_commands.Range[int, 0, MAX_COOLDOWN_SECONDS],
     ) -> None:
         await self._update(
             interaction, f"Cooldown set to {_limit(seconds, ' s')}.", cooldown_seconds=seconds
@@ -134,8 +143,8 @@ class AdminCog(
     async def quota(
         self,
         interaction: discord.Interaction,
-        user_daily: app_commands.Range[int, 0, 10_000] | None = None,
-        guild_daily: app_commands.Range[int, 0, 100_000] | None = None,
+        user_daily: app_commands.Range[int, 0, MAX_USER_DAILY_QUOTA] | None = None,
+        guild_daily: app_commands.Range[int, 0, MAX_GUILD_DAILY_QUOTA] | None = None,
     ) -> None:
         changes = {
             key: value
@@ -203,7 +212,7 @@ class AdminCog(
         self,
         interaction: discord.Interaction,
         user: discord.User,
-        reason: app_commands.Range[str, 1, 200],
+        reason: app_commands.Range[str, 1, MAX_BLOCK_REASON],
     ) -> None:
         assert interaction.guild_id is not None
         if user.bot:
@@ -230,7 +239,7 @@ class AdminCog(
         self,
         interaction: discord.Interaction,
         action: ListAction,
-        words: app_commands.Range[str, 1, 500] | None = None,
+        words: app_commands.Range[str, 1, MAX_WORDS_INPUT] | None = None,
     ) -> None:
         settings = await self._settings(interaction)
         given = normalize_blocked_words(words or "")
@@ -243,8 +252,8 @@ class AdminCog(
             current = [w for w in current if w not in given]
         else:
             current = []
-        if len(current) > 200:
-            raise AvatarError("At most 200 blocked words.")
+        if len(current) > MAX_BLOCKED_WORDS:
+            raise AvatarError(f"At most {MAX_BLOCKED_WORDS} blocked words.")
         await self._update(
             interaction, f"{len(current)} blocked words.", blocked_words=tuple(current)
         )

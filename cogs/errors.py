@@ -30,7 +30,7 @@ class AvatarError(app_commands.AppCommandError):
         self.message = message
 
 
-async def acknowledge(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
     """Await an interaction's first response, timing it for the bot's metrics."""
     metrics = getattr(interaction.client, "metrics", None)
     try:
@@ -88,7 +88,7 @@ async def send_ephemeral(interaction: discord.Interaction, message: str) -> None
         if interaction.response.is_done():
             await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
-            await acknowledge(
+            await timed_ack(
                 interaction,
                 interaction.response.send_message(
                     message, ephemeral=True, allowed_mentions=NO_MENTIONS

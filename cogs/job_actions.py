@@ -13,16 +13,30 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING
 
 import discord
 from discord.ext import commands
 
 from avatar_api import ValidationError
 from avatarbot.policy import JOB_GONE, NOT_REPEATABLE, ButtonAction, Requester, may_press
-from avatarbot.store.base import CancelOutcome, JobMode, JobRecord
+from avatarbot.store.base import CancelOutcome, SourceType
 
-from .buttons import (
+from .delivery import DeliveryCog, acknowledge, edit_reply
+from .errors import refuse, report_unexpected, send_ephemeral, timed_ack
+from .requesters import requester_of
+from .ui import (
+    DELETED,
+    EDIT_UNAVAILABLE,
+    MEMBER_GONE,
+    NOT_DELETED,
+    NOT_YOUR_JOB,
+    NOT_YOUR_POST,
+    SERVER_GONE,
+    cancel_text,
+    safe,
+)
+from .views import (
     EDIT_MODAL_TEMPLATE,
     PRESS_HANDLER_COG,
     JobButton,
@@ -30,20 +44,6 @@ from .buttons import (
     buttons_except,
     edit_modal,
     submitted_texts,
-)
-from .errors import acknowledge, refuse, report_unexpected, send_ephemeral
-from .requesters import requester_of
-from .ui import (
-    DELETED,
-    EDIT_UNAVAILABLE,
-    MEMBER_GONE,
-    NO_MENTIONS,
-    NOT_DELETED,
-    NOT_YOUR_JOB,
-    NOT_YOUR_POST,
-    SERVER_GONE,
-    cancel_text,
-    safe,
 )
 
 if TYPE_CHECKING:
@@ -55,23 +55,15 @@ log = logging.getLogger(__name__)
 EDIT_PREFILL_SECONDS = 1.5
 
 
-class JobTracker(Protocol):
-    """The cog that keeps a member's private reply up to date while their job runs."""
-
-    async def track(self, interaction: discord.Interaction, job: JobRecord) -> None: ...
-    async def untrack(self, job_id: int) -> None: ...
-
-
-TRACKER_COG = "AvatarCog"
-
-
 class JobActions(commands.Cog):
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
 
     @property
-    def tracker(self) -> JobTracker:
-        return cast(JobTracker, self.bot.get_cog(TRACKER_COG))
+    def delivery(self) -> DeliveryCog:
+        cog = self.bot.get_cog(DeliveryCog.__cog_name__)
+        assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
+        return cog
 
     async def pressed(
         self, interaction: discord.Interaction, action: ButtonAction, key: JobKey
@@ -121,23 +113,21 @@ class JobActions(commands.Cog):
         self, interaction: discord.Interaction, key: JobKey, *, edits: Mapping[str, str] | None
     ) -> None:
         """A new request under every rule of the job's server; progress private, result public."""
-        await acknowledge(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+        await acknowledge(interaction)
         requester = await self._requester(interaction, key)
         if isinstance(requester, str):
-            await _edit(interaction, content=f"⚠️ {requester}")
+            await edit_reply(interaction, content=f"⚠️ {requester}")
             return
         try:
-            admission = await self.bot.service.resubmit(
-                requester, key.job_id, owner=self.bot.worker_id, edits=edits
-            )
+            admission = await self.bot.service.remake(requester, key.job_id, edits)
         except ValidationError as error:
-            await _edit(interaction, content=f"⚠️ {safe(str(error))}")
+            await edit_reply(interaction, content=f"⚠️ {safe(str(error))}")
             return
         if admission.refusal is not None:
-            await _edit(interaction, content=f"⚠️ {admission.refusal.message}")
+            await edit_reply(interaction, content=f"⚠️ {admission.refusal.message}")
             return
         assert admission.job is not None
-        await self.tracker.track(interaction, admission.job)
+        await self.delivery.track(interaction, admission.job)
 
     async def _requester(self, interaction: discord.Interaction, key: JobKey) -> Requester | str:
         """Who asks, under the rules of the server the avatar came from (also from a DM)."""
@@ -173,15 +163,15 @@ class JobActions(commands.Cog):
             log.warning("job %d: the edit prefill read took too long", key.job_id)
             await refuse(interaction, EDIT_UNAVAILABLE)
             return
-        if job is None or job.mode is not JobMode.GENERATE:
+        if job is None or job.mode is not SourceType.GENERATE:
             await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).message)
             return
-        await acknowledge(interaction, interaction.response.send_modal(edit_modal(job)))
+        await timed_ack(interaction, interaction.response.send_modal(edit_modal(job)))
 
     # --- Delete and Cancel ----------------------------------------------------------------
     async def _delete(self, interaction: discord.Interaction) -> None:
         """Remove the public post through the press's own token; the record stays."""
-        await acknowledge(interaction, interaction.response.defer())
+        await timed_ack(interaction, interaction.response.defer())
         try:
             await interaction.delete_original_response()
         except discord.HTTPException as error:
@@ -191,32 +181,18 @@ class JobActions(commands.Cog):
         await send_ephemeral(interaction, DELETED)
 
     async def _cancel(self, interaction: discord.Interaction, key: JobKey) -> None:
-        await acknowledge(interaction, interaction.response.defer())
+        await timed_ack(interaction, interaction.response.defer())
         result = await self.bot.service.cancel(key.user_id, key.job_id)
         if result.outcome is CancelOutcome.CANCELLED:
-            await self.tracker.untrack(key.job_id)
+            await self.delivery.untrack(key.job_id)
         pressed = key.custom_id(ButtonAction.CANCEL.value)
         rest = buttons_except(interaction.message, pressed)
         text = cancel_text(result, key.job_id)
         if result.outcome is CancelOutcome.CANCELLED:
-            await _edit(interaction, content=text, view=rest)
+            await edit_reply(interaction, content=text, view=rest)
         else:
-            await _edit(interaction, view=rest)
+            await edit_reply(interaction, view=rest)
             await send_ephemeral(interaction, text)
-
-
-async def _edit(interaction: discord.Interaction, **fields: Any) -> None:
-    try:
-        await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
-    except discord.HTTPException as error:
-        log.info("could not update an interaction: %s", error)
-
-
-async def _edit(interaction: discord.Interaction, **fields: Any) -> None:
-    try:
-        await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
-    except discord.HTTPException as error:
-        log.info("could not update an interaction: %s", error)
 
 
 async def setup(bot: AvatarBot) -> None:

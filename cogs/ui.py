@@ -14,7 +14,8 @@ import discord
 from discord import app_commands
 
 from avatar_api.preflight import PreflightReport
-from avatarbot.store.base import CancelOutcome, CancelResult, JobMode, JobRecord, JobState
+from avatarbot.failures import FailureKind
+from avatarbot.store.base import CancelOutcome, CancelResult, JobRecord, JobState, SourceType
 
 SUCCESS = discord.Colour.green()
 FAILURE = discord.Colour.red()
@@ -66,7 +67,7 @@ def result_embed(job: JobRecord) -> discord.Embed:
     if job.state is JobState.SUCCEEDED:
         embed = discord.Embed(title="Your avatar is on its way", colour=SUCCESS)
         embed.description = GROUP_ID_NOTE
-        if job.mode is JobMode.UPLOAD:
+        if job.mode is SourceType.UPLOAD:
             embed.description += "\n" + UPLOAD_NOT_REPEATABLE
         embed.add_field(name="Group ID", value=f"```\n{job.group_id}\n```", inline=False)
         embed.add_field(name="Status", value=safe(job.avatar_status or "unknown"), inline=True)
@@ -107,7 +108,7 @@ def log_embed(job: JobRecord) -> discord.Embed:
     embed.add_field(name="Member", value=f"<@{job.user_id}>", inline=True)
     embed.add_field(name="Channel", value=f"<#{job.channel_id}>", inline=True)
     embed.add_field(name="Mode", value=job.mode.value, inline=True)
-    if job.mode is JobMode.UPLOAD:
+    if job.mode is SourceType.UPLOAD:
         embed.add_field(name="Photos", value=str(job.photo_count), inline=True)
     embed.add_field(name="Options", value=describe_options(job.options)[:1024], inline=False)
     if ok:
@@ -162,40 +163,50 @@ def kept_options_text(options: Mapping[str, str]) -> str:
     return EDIT_KEPT + describe_options(kept)
 
 
-_FAILURES = {
-    "AuthenticationError": "The bot's agent.ai token was rejected. A server admin needs to "
+_FAILURES: dict[FailureKind, str] = {
+    FailureKind.AUTHENTICATION: "The bot's agent.ai token was rejected. A server admin needs to "
     "check the bot's set-up; nothing you did caused this.",
-    "PermissionDeniedError": "The bot's agent.ai account may not use this action (plan or "
+    FailureKind.PERMISSION_DENIED: "The bot's agent.ai account may not use this action (plan or "
     "credits). A server admin needs to check it.",
-    "NotFoundError": "The bot is pointed at the wrong agent.ai address. A server admin needs "
-    "to check AGENT_AI_BASE_URL.",
-    "RateLimitError": "agent.ai is over its rate limit right now. Try again in a minute.",
-    "ServerError": "agent.ai or HeyGen failed on their side. Try again in a few minutes.",
-    "APITimeoutError": "agent.ai did not answer in time. Try again in a few minutes.",
-    "APIConnectionError": "The bot could not reach agent.ai. Try again in a few minutes.",
-    "UnexpectedResponseError": "agent.ai answered in a way the bot does not understand. "
+    FailureKind.NOT_FOUND: "The bot is pointed at the wrong agent.ai address. A server admin "
+    "needs to check AGENT_AI_BASE_URL.",
+    FailureKind.RATE_LIMITED: "agent.ai is over its rate limit right now. Try again in a minute.",
+    FailureKind.SERVER_ERROR: "agent.ai or HeyGen failed on their side. Try again in a few "
+    "minutes.",
+    FailureKind.MAYBE_CREATED: "agent.ai did not answer in time, so your avatar may or may not "
+    "have been created. It was not sent again; check your HeyGen account before you try again.",
+    FailureKind.CONNECTION: "The bot could not reach agent.ai. Try again in a few minutes.",
+    FailureKind.UNEXPECTED_RESPONSE: "agent.ai answered in a way the bot does not understand. "
     "Try again later; if it keeps happening, tell a server admin.",
-    "ServerLeft": "The bot was removed from the server before your avatar was made. Nothing "
-    "was sent to agent.ai.",
-    "Interrupted": "The bot restarted while your avatar was in progress. It was not sent twice; "
-    "please run the command again.",
+    FailureKind.SERVER_LEFT: "The bot was removed from the server before your avatar was made. "
+    "Nothing was sent to agent.ai.",
+    FailureKind.INTERRUPTED: "The bot restarted while your avatar was in progress. It was not "
+    "sent twice; please run the command again.",
 }
+# A job that was running when the bot stopped had been sent: it may exist.
+_INTERRUPTED_WHILE_SENT = (
+    "The bot restarted while your avatar was being created, so it may or may not have been "
+    "created. It was not sent again; check your HeyGen account before you run the command again."
+)
 
 
 def failure_text(job: JobRecord) -> str:
-    kind = job.error_kind or ""
-    if kind == "BadRequestError":
+    kind = job.error_kind
+    if kind is FailureKind.BAD_REQUEST:
         text = f"agent.ai rejected the request: {safe(job.error_message or 'no reason given', 300)}"
-    elif kind == "APIStatusError":
+    elif kind is FailureKind.API_STATUS:
         text = (
             f"{safe(job.error_message or 'agent.ai answered with an error', 300)}. "
             "Try again in a few minutes; if it keeps happening, tell a server admin."
         )
+    elif kind is FailureKind.INTERRUPTED and job.started_at is not None:
+        text = _INTERRUPTED_WHILE_SENT
+    elif kind is not None and kind in _FAILURES:
+        text = _FAILURES[kind]
     else:
-        text = _FAILURES.get(
-            kind,
+        text = (
             "Something went wrong on our side. Try again later; a server admin can "
-            f"find the details in the bot's log under job #{job.id}.",
+            f"find the details in the bot's log under job #{job.id}."
         )
     return text + "\nThis job did not count against your quota."
 

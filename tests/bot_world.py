@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import simcord
 from PIL import Image
 
 from avatarbot.settings import Settings
-from bot import AvatarBot
+from bot import SHUTDOWN_GRACE_SECONDS, AvatarBot, open_services, serving_metrics
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.photo_factory import exif_bytes
 
@@ -34,6 +36,55 @@ def settings_for(fake: FakeAgentAI, database_url: str) -> Settings:
     )
 
 
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, **options: Any) -> AsyncIterator[AvatarBot]:
+    """A bot handed its services, as :func:`bot.run_bot` makes it.
+
+    SimCord never calls ``close()``, so leaving stops the dispatcher (as close() does).
+    """
+    async with open_services(settings, **options) as services:
+        bot = AvatarBot(services)
+        try:
+            async with serving_metrics(bot):
+                yield bot
+        finally:
+            await bot.dispatcher.stop(timeout=SHUTDOWN_GRACE_SECONDS)
+
+
+class Bots:
+    """The bots one test starts, each closed (safely more than once) or at the end."""
+
+    def __init__(self) -> None:
+        self._open: dict[int, contextlib.AsyncExitStack] = {}
+
+    async def open(self, settings: Settings, **options: Any) -> AvatarBot:
+        stack = contextlib.AsyncExitStack()
+        bot = await stack.enter_async_context(serving(settings, **options))
+        self._open[id(bot)] = stack
+        return bot
+
+    async def make(
+        self, fake: FakeAgentAI, database_url: str, *, worker_id: str = "test-worker"
+    ) -> AvatarBot:
+        """The bot with SimCord's virtual clock, so ``env.advance_time`` moves cooldowns too."""
+        return await self.open(
+            settings_for(fake, database_url),
+            worker_id=worker_id,
+            queue_poll_seconds=QUEUE_POLL_SECONDS,
+            clock=discord.utils.utcnow,
+        )
+
+    async def close(self, bot: AvatarBot) -> None:
+        stack = self._open.pop(id(bot), None)
+        if stack is not None:
+            await stack.aclose()
+
+    async def close_all(self) -> None:
+        while self._open:
+            _, stack = self._open.popitem()
+            await stack.aclose()
+
+
 @dataclass
 class World:
     env: simcord.Env
@@ -43,33 +94,23 @@ class World:
     channel: simcord.ChannelHandle
     alice: simcord.MemberActor
     admin: simcord.MemberActor
-    extra_bots: list[AvatarBot] = field(default_factory=list)
+    bots: Bots
 
     def member(self, name: str) -> simcord.MemberActor:
         return self.guild.add_member(self.env.create_user(name))
-
-
-def make_bot(fake: FakeAgentAI, database_url: str, *, worker_id: str = "test-worker") -> AvatarBot:
-    """The bot with SimCord's virtual clock, so ``env.advance_time`` moves cooldowns too."""
-    return AvatarBot(
-        settings_for(fake, database_url),
-        worker_id=worker_id,
-        queue_poll_seconds=QUEUE_POLL_SECONDS,
-        clock=discord.utils.utcnow,
-    )
 
 
 def sqlite_url(tmp_path: Path, name: str = "bot.db") -> str:
     return f"sqlite:///{tmp_path / name}"
 
 
-def populate(env: simcord.Env, bot: AvatarBot, fake: FakeAgentAI) -> World:
+def populate(env: simcord.Env, bot: AvatarBot, fake: FakeAgentAI, bots: Bots) -> World:
     guild = env.create_guild(name="Avatar Club")
     channel = guild.create_text_channel("avatars")
     mods = guild.create_role("Mods", permissions=discord.Permissions(manage_guild=True))
     admin = guild.add_member(env.create_user("mod"), roles=[mods])
     alice = guild.add_member(env.create_user("alice"))
-    return World(env, bot, fake, guild, channel, alice, admin)
+    return World(env, bot, fake, guild, channel, alice, admin, bots)
 
 
 def face_image() -> Image.Image:
@@ -94,11 +135,12 @@ def face_photo(fmt: str, *, gps: bool = True) -> bytes:
 async def restart(world: World) -> AvatarBot:
     """Stop the bot and start a new process's worth of bot on the same database."""
     old = world.bot
-    await old.close_services()
-    new = make_bot(world.fake, old.settings.database_url, worker_id=f"{old.worker_id}+")
+    await world.bots.close(old)
+    new = await world.bots.make(
+        world.fake, old.settings.database_url, worker_id=f"{old.worker_id}+"
+    )
     await world.env.restart_bot(new)
     world.bot = new
-    world.extra_bots.append(new)
     return new
 
 

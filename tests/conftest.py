@@ -12,7 +12,7 @@ import simcord
 
 from avatar_api.client import AvatarClient, RetryPolicy
 from bot import AvatarBot
-from tests.bot_world import World, make_bot, populate, sqlite_url
+from tests.bot_world import Bots, World, populate, sqlite_url
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 
 FAST_RETRY = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05, max_retry_after=0.2)
@@ -44,15 +44,24 @@ async def avatar_client(
     )
 
 
-@pytest.fixture
-def simcord_bot(fake_agent_ai: FakeAgentAI, tmp_path: Path) -> AvatarBot:
+@pytest_asyncio.fixture
+async def bots() -> AsyncIterator[Bots]:
+    bots = Bots()
+    try:
+        yield bots
+    finally:
+        await bots.close_all()
+
+
+@pytest_asyncio.fixture
+async def simcord_bot(fake_agent_ai: FakeAgentAI, tmp_path: Path, bots: Bots) -> AvatarBot:
     """The real bot on a fresh SQLite file, pointed at the fake agent.ai (SimCord's hook)."""
-    return make_bot(fake_agent_ai, sqlite_url(tmp_path))
+    return await bots.make(fake_agent_ai, sqlite_url(tmp_path))
 
 
 @pytest_asyncio.fixture
 async def simcord_env(
-    simcord_bot: AvatarBot, request: pytest.FixtureRequest
+    simcord_bot: AvatarBot, bots: Bots, request: pytest.FixtureRequest
 ) -> AsyncIterator[simcord.Env]:
     """SimCord's own fixture, plus closing what the bot owns (SimCord never calls close())."""
     marker = request.node.get_closest_marker("simcord")
@@ -61,7 +70,7 @@ async def simcord_env(
     try:
         yield env
     finally:
-        await simcord_bot.close_services()
+        await bots.close_all()
         await env.shutdown()
         if env.check_errors:
             env._raise_errors_since(env._errors_acknowledged)  # as SimCord's own fixture
@@ -69,10 +78,7 @@ async def simcord_env(
 
 @pytest_asyncio.fixture
 async def world(
-    simcord_env: simcord.Env, simcord_bot: AvatarBot, fake_agent_ai: FakeAgentAI
-) -> AsyncIterator[World]:
+    simcord_env: simcord.Env, simcord_bot: AvatarBot, fake_agent_ai: FakeAgentAI, bots: Bots
+) -> World:
     """A server with a channel, a moderator and a member, and the bot running in it."""
-    world = populate(simcord_env, simcord_bot, fake_agent_ai)
-    yield world
-    for bot in world.extra_bots:
-        await bot.close_services()
+    return populate(simcord_env, simcord_bot, fake_agent_ai, bots)

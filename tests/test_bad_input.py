@@ -24,7 +24,8 @@ from avatar_api import PhotoError
 from avatar_api.models import Photo
 from avatar_api.photos import prepare_photo
 from avatar_api.preflight import PreflightReport, preflight_photos
-from avatarbot.policy import find_blocked_word, normalize, normalize_blocked_words
+from avatarbot.guild_rules import normalize, normalize_blocked_words
+from avatarbot.policy import find_blocked_word
 from avatarbot.settings import _HELP, Settings, SettingsError
 from avatarbot.store import open_store
 from avatarbot.store.base import GuildSettings

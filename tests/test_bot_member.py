@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from avatarbot.store.base import JobMode, JobState, NewJob
+from avatarbot.failures import FailureKind
+from avatarbot.store.base import JobState, NewJob, SourceType
 from tests.bot_world import World, face_photo, outcome, restart
 
 
@@ -105,7 +106,7 @@ async def test_restart_carries_on_queued_generate_jobs_and_fails_uploads(world: 
     assert kept.state is JobState.SUCCEEDED
     (upload,) = await world.bot.store.recent_jobs(bob.id, world.guild.id)
     assert upload.state is JobState.FAILED
-    assert upload.error_kind == "Interrupted"
+    assert upload.error_kind == FailureKind.INTERRUPTED
     assert world.fake.calls == 1
     assert world.fake.requests[0].body["name"] == "Kept"
     told = [m for m in bob.user.dm_channel.history() if "ended (failed)" in m.content or m.embeds]
@@ -126,7 +127,7 @@ async def test_a_job_mid_call_at_a_crash_is_failed_not_sent_again(world: World) 
         guild_id=world.guild.id,
         channel_id=world.channel.id,
         user_id=world.alice.id,
-        mode=JobMode.GENERATE,
+        mode=SourceType.GENERATE,
         options={"name": "Lost"},
         owner="crashed-worker",
     )
@@ -143,7 +144,7 @@ async def test_a_job_mid_call_at_a_crash_is_failed_not_sent_again(world: World) 
 
     final = await world.bot.store.get_job(result.job.id)
     assert final.state is JobState.FAILED
-    assert final.error_kind == "Interrupted"
+    assert final.error_kind == FailureKind.INTERRUPTED
     assert world.fake.calls == 0
     assert final.notified
     told = alice_dm_or_channel(world)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from avatarbot.failures import FailureKind
 from avatarbot.store.base import JobState
 from tests.bot_world import QUEUE_POLL_SECONDS, World, outcome
 from tests.fake_agent_ai import Reply
@@ -34,7 +35,7 @@ class Fault:
     """One scripted misbehaviour and everything the bot should make of it."""
 
     reply: Reply
-    error_kind: str
+    error_kind: FailureKind
     fragment: str
     calls: int
     pause_seconds: float = 0.0
@@ -45,33 +46,35 @@ def status(code: int, **headers: str) -> Reply:
 
 
 FAULTS: dict[str, Fault] = {
-    "http-400": Fault(status(400), "BadRequestError", "rejected the request", 1),
-    "http-401": Fault(status(401), "AuthenticationError", "token was rejected", 1),
-    "http-403": Fault(status(403), "PermissionDeniedError", "may not use this action", 1),
-    "http-404": Fault(status(404), "NotFoundError", "AGENT_AI_BASE_URL", 1),
-    "http-408": Fault(status(408), "APIStatusError", "answered with an error (HTTP 408)", ATTEMPTS),
-    "http-409": Fault(status(409), "APIStatusError", "answered with an error (HTTP 409)", 1),
-    "http-422": Fault(status(422), "BadRequestError", "rejected the request", 1),
+    "http-400": Fault(status(400), FailureKind.BAD_REQUEST, "rejected the request", 1),
+    "http-401": Fault(status(401), FailureKind.AUTHENTICATION, "token was rejected", 1),
+    "http-403": Fault(status(403), FailureKind.PERMISSION_DENIED, "may not use this action", 1),
+    "http-404": Fault(status(404), FailureKind.NOT_FOUND, "AGENT_AI_BASE_URL", 1),
+    "http-408": Fault(
+        status(408), FailureKind.API_STATUS, "answered with an error (HTTP 408)", ATTEMPTS
+    ),
+    "http-409": Fault(status(409), FailureKind.API_STATUS, "answered with an error (HTTP 409)", 1),
+    "http-422": Fault(status(422), FailureKind.BAD_REQUEST, "rejected the request", 1),
     "http-429-retry-after": Fault(
-        status(429, **{"Retry-After": "7"}), "RateLimitError", "rate limit", ATTEMPTS, 7
+        status(429, **{"Retry-After": "7"}), FailureKind.RATE_LIMITED, "rate limit", ATTEMPTS, 7
     ),
     "http-429-bare": Fault(
-        status(429), "RateLimitError", "rate limit", ATTEMPTS, DEFAULT_PAUSE_SECONDS
+        status(429), FailureKind.RATE_LIMITED, "rate limit", ATTEMPTS, DEFAULT_PAUSE_SECONDS
     ),
-    "http-500": Fault(status(500), "ServerError", "failed on their side", ATTEMPTS),
-    "http-502": Fault(status(502), "ServerError", "failed on their side", ATTEMPTS),
-    "http-503": Fault(status(503), "ServerError", "failed on their side", ATTEMPTS),
-    "http-504": Fault(status(504), "ServerError", "failed on their side", ATTEMPTS),
-    "reset-mid-body": Fault(Reply(kind="reset"), "APIConnectionError", "could not reach", 3),
+    "http-500": Fault(status(500), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
+    "http-502": Fault(status(502), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
+    "http-503": Fault(status(503), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
+    "http-504": Fault(status(504), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
+    "reset-mid-body": Fault(Reply(kind="reset"), FailureKind.CONNECTION, "could not reach", 3),
     "html-200": Fault(
         Reply(kind="raw", raw=b"<html><body>Bad gateway</body></html>"),
-        "UnexpectedResponseError",
+        FailureKind.UNEXPECTED_RESPONSE,
         "does not understand",
         1,
     ),
     "truncated-200": Fault(
         Reply(kind="raw", raw=b'{"status": 200, "response": {"avatar_result": {"gro'),
-        "UnexpectedResponseError",
+        FailureKind.UNEXPECTED_RESPONSE,
         "does not understand",
         1,
     ),
@@ -80,25 +83,25 @@ FAULTS: dict[str, Fault] = {
             kind="raw",
             raw=b'{"status": 200, "response": {"pad": "' + b"x" * MANY_MEGABYTES + b'"}}',
         ),
-        "UnexpectedResponseError",
+        FailureKind.UNEXPECTED_RESPONSE,
         "does not understand",
         1,
     ),
     "action-500-in-200": Fault(
         Reply(body={"status": 500, "response": {"error": "HeyGen is down"}}),
-        "ServerError",
+        FailureKind.SERVER_ERROR,
         "failed on their side",
         ATTEMPTS,
     ),
     "action-422-in-200": Fault(
         Reply(body={"status": 422, "response": {"error": "appearance not allowed"}}),
-        "BadRequestError",
+        FailureKind.BAD_REQUEST,
         "rejected the request",
         1,
     ),
     "action-403-in-200": Fault(
         Reply(body={"status": 403, "response": {"error": "out of credits"}}),
-        "PermissionDeniedError",
+        FailureKind.PERMISSION_DENIED,
         "may not use this action",
         1,
     ),
@@ -156,7 +159,7 @@ async def test_an_answer_that_never_comes_times_out_each_attempt(fast_world: Wor
     assert QUOTA_NOTE in text
     assert world.fake.calls == ATTEMPTS
     job = await only_job_of(world, world.alice)
-    assert (job.state, job.error_kind) == (JobState.FAILED, "APITimeoutError")
+    assert (job.state, job.error_kind) == (JobState.FAILED, FailureKind.MAYBE_CREATED)
     assert (await quota_of(world, world.alice)).user_used == 0
     await assert_another_member_is_served(world, wait_seconds=1)
 

@@ -15,6 +15,7 @@ import simcord
 from simcord.backend.models import Overwrite
 from simcord.enums import OverwriteType
 
+from avatarbot.failures import FailureKind
 from avatarbot.store.base import JobState
 from tests.bot_world import QUEUE_POLL_SECONDS, World, outcome
 from tests.fake_agent_ai import Reply
@@ -236,7 +237,7 @@ async def test_jobs_of_a_server_the_bot_left_end_and_others_are_served(world: Wo
     for member in (world.alice, bob):
         job = await only_job_of(world, member)
         assert job.state is JobState.FAILED, job
-        assert job.error_kind == "ServerLeft"
+        assert job.error_kind == FailureKind.SERVER_LEFT
     assert world.fake.calls == 0, "no credits spent for a server the bot left"
     result = await carol.slash(other_channel, "avatar generate", name="Elsewhere")
     assert "grp_" in fields_of(outcome(result))["Group ID"]

@@ -29,10 +29,11 @@ from sqlalchemy.engine import make_url
 
 import bot as bot_module
 from avatar_api import AvatarClient, RetryPolicy
+from avatarbot.failures import FailureKind
 from avatarbot.queue import Dispatcher
 from avatarbot.store import SqlStore, open_store
-from avatarbot.store.base import JobMode, JobRecord, JobState, Limits, NewJob
-from tests.bot_world import QUEUE_POLL_SECONDS, World, make_bot
+from avatarbot.store.base import JobRecord, JobState, Limits, NewJob, SourceType
+from tests.bot_world import QUEUE_POLL_SECONDS, World
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.store_fixtures import POSTGRES_SKIP_REASON, POSTGRES_URL_ENV
 from tests.tcp_proxy import TcpProxy
@@ -87,7 +88,7 @@ async def crash_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 @dataclass
 class Requested:
     member: simcord.MemberActor
-    mode: JobMode
+    mode: SourceType
     name: str
 
 
@@ -139,12 +140,12 @@ class WorkerProcess:
 
 def requests_for(world: World) -> list[Requested]:
     plan = [
-        ("gen-a", JobMode.GENERATE),
-        ("up-a", JobMode.UPLOAD),
-        ("gen-b", JobMode.GENERATE),
-        ("gen-c", JobMode.GENERATE),
-        ("up-b", JobMode.UPLOAD),
-        ("gen-d", JobMode.GENERATE),
+        ("gen-a", SourceType.GENERATE),
+        ("up-a", SourceType.UPLOAD),
+        ("gen-b", SourceType.GENERATE),
+        ("gen-c", SourceType.GENERATE),
+        ("up-b", SourceType.UPLOAD),
+        ("gen-d", SourceType.GENERATE),
     ]
     return [Requested(world.member(name), mode, name) for name, mode in plan]
 
@@ -168,7 +169,7 @@ async def restart_bot_on(
 ) -> bot_module.AvatarBot:
     if db.schema is not None:
         monkeypatch.setattr(bot_module, "open_store", partial(open_store, schema=db.schema))
-    restarted = make_bot(world.fake, db.url, worker_id=RECOVERY_WORKER)
+    restarted = await world.bots.make(world.fake, db.url, worker_id=RECOVERY_WORKER)
     await world.env.restart_bot(restarted)
     return restarted
 
@@ -208,12 +209,12 @@ async def test_sigkill_with_jobs_queued_and_running_then_restart(
         await settle_all(restarted, list(names), world.env)
         jobs = {job_id: await restarted.store.get_job(job_id) for job_id in names}
     finally:
-        await restarted.close_services()
+        await world.bots.close(restarted)
 
     by_name = {r.name: r for r in requested}
     for job_id, job in jobs.items():
         assert job is not None
-        expect_interrupted = job_id in running or job.mode is JobMode.UPLOAD
+        expect_interrupted = job_id in running or job.mode is SourceType.UPLOAD
         assert_final_state(job, interrupted=expect_interrupted)
         assert_told_once(by_name[names[job_id]].member, job)
     sent = Counter(r.body["name"] for r in world.fake.requests)
@@ -226,7 +227,7 @@ async def test_sigkill_with_jobs_queued_and_running_then_restart(
 
 def assert_final_state(job: JobRecord, *, interrupted: bool) -> None:
     if interrupted:
-        assert (job.state, job.error_kind) == (JobState.FAILED, "Interrupted"), job
+        assert (job.state, job.error_kind) == (JobState.FAILED, FailureKind.INTERRUPTED), job
     else:
         assert job.state is JobState.SUCCEEDED, job
         assert job.group_id
@@ -330,7 +331,7 @@ async def enqueue_generate(store: SqlStore, user_id: int) -> int:
             guild_id=1,
             channel_id=2,
             user_id=user_id,
-            mode=JobMode.GENERATE,
+            mode=SourceType.GENERATE,
             options={"name": f"outage-{user_id}"},
             owner="outage-worker",
         ),

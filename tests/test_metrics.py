@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import discord
 import pytest
+import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -26,6 +27,7 @@ from bot import AvatarBot
 from tests.bot_world import (
     DISCORD_TOKEN,
     QUEUE_POLL_SECONDS,
+    Bots,
     World,
     outcome_fields,
     settings_for,
@@ -77,11 +79,13 @@ async def bot_database(
         await pg_execute(base, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def simcord_bot(fake_agent_ai: FakeAgentAI, bot_database: BotDatabase) -> AvatarBot:
+@pytest_asyncio.fixture
+async def simcord_bot(
+    fake_agent_ai: FakeAgentAI, bot_database: BotDatabase, bots: Bots
+) -> AvatarBot:
     """The conftest's bot, with METRICS_PORT set (0: any free port on 127.0.0.1)."""
     settings = dataclasses.replace(settings_for(fake_agent_ai, bot_database.url), metrics_port=0)
-    return AvatarBot(
+    return await bots.open(
         settings,
         worker_id="metrics-worker",
         queue_poll_seconds=QUEUE_POLL_SECONDS,

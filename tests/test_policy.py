@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from avatarbot.guild_rules import normalize, normalize_blocked_words
 from avatarbot.policy import (
     ButtonAction,
-    RefusalReason,
     Requester,
     channel_allowed,
     check_access,
@@ -18,17 +18,15 @@ from avatarbot.policy import (
     find_blocked_word,
     limits_for,
     may_press,
-    normalize,
-    normalize_blocked_words,
     refusal_for_quota,
 )
 from avatarbot.store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
-    JobMode,
     Limits,
-    QuotaRefusal,
+    RefusalReason,
+    SourceType,
 )
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -45,19 +43,19 @@ def settings(**changes: object) -> GuildSettings:
 
 
 def test_a_new_server_allows_everything() -> None:
-    assert check_access(settings(), requester(), JobMode.UPLOAD, None) is None
+    assert check_access(settings(), requester(), SourceType.UPLOAD, None) is None
 
 
 def test_a_block_comes_first_and_names_its_reason() -> None:
     block = Block(GUILD, USER, "spam", 5, NOW)
-    refusal = check_access(settings(enabled=False), requester(), JobMode.GENERATE, block)
+    refusal = check_access(settings(enabled=False), requester(), SourceType.GENERATE, block)
     assert refusal is not None
     assert refusal.reason is RefusalReason.BLOCKED
     assert "spam" in refusal.message
 
 
 def test_disabled_server() -> None:
-    refusal = check_access(settings(enabled=False), requester(), JobMode.GENERATE, None)
+    refusal = check_access(settings(enabled=False), requester(), SourceType.GENERATE, None)
     assert refusal is not None
     assert refusal.reason is RefusalReason.DISABLED
     assert "/avatar-admin enable" in refusal.message
@@ -68,7 +66,7 @@ def test_channel_allow_list_covers_threads_of_allowed_channels() -> None:
     assert not channel_allowed(allowed, requester())
     assert channel_allowed(allowed, requester(channel_id=THREAD_PARENT))
     assert channel_allowed(allowed, requester(channel_id=999, parent_channel_id=THREAD_PARENT))
-    refusal = check_access(allowed, requester(), JobMode.GENERATE, None)
+    refusal = check_access(allowed, requester(), SourceType.GENERATE, None)
     assert refusal is not None
     assert refusal.reason is RefusalReason.CHANNEL
     assert f"<#{THREAD_PARENT}>" in refusal.message
@@ -76,19 +74,19 @@ def test_channel_allow_list_covers_threads_of_allowed_channels() -> None:
 
 def test_required_roles_need_any_one_of_them() -> None:
     gated = settings(required_role_ids=frozenset({ROLE, ROLE + 1}))
-    refusal = check_access(gated, requester(), JobMode.GENERATE, None)
+    refusal = check_access(gated, requester(), SourceType.GENERATE, None)
     assert refusal is not None
     assert refusal.reason is RefusalReason.ROLE
     assert (
-        check_access(gated, requester(role_ids=frozenset({ROLE + 1})), JobMode.GENERATE, None)
+        check_access(gated, requester(role_ids=frozenset({ROLE + 1})), SourceType.GENERATE, None)
         is None
     )
 
 
 def test_uploads_off_only_refuses_uploads() -> None:
     off = settings(uploads_allowed=False)
-    assert check_access(off, requester(), JobMode.GENERATE, None) is None
-    refusal = check_access(off, requester(), JobMode.UPLOAD, None)
+    assert check_access(off, requester(), SourceType.GENERATE, None) is None
+    refusal = check_access(off, requester(), SourceType.UPLOAD, None)
     assert refusal is not None
     assert refusal.reason is RefusalReason.UPLOADS_OFF
 
@@ -150,14 +148,14 @@ def test_limits_follow_the_settings() -> None:
 @pytest.mark.parametrize(
     ("refusal", "reason", "fragment"),
     [
-        (QuotaRefusal.COOLDOWN, RefusalReason.COOLDOWN, "Please wait 12 s"),
-        (QuotaRefusal.BUSY, RefusalReason.BUSY, "already have an avatar"),
-        (QuotaRefusal.USER_DAILY, RefusalReason.USER_DAILY, "all 10 of your avatars"),
-        (QuotaRefusal.GUILD_DAILY, RefusalReason.GUILD_DAILY, "all 200 avatars"),
+        (RefusalReason.COOLDOWN, RefusalReason.COOLDOWN, "Please wait 12 s"),
+        (RefusalReason.BUSY, RefusalReason.BUSY, "already have an avatar"),
+        (RefusalReason.USER_DAILY, RefusalReason.USER_DAILY, "all 10 of your avatars"),
+        (RefusalReason.GUILD_DAILY, RefusalReason.GUILD_DAILY, "all 200 avatars"),
     ],
 )
 def test_quota_refusals_say_what_to_do(
-    refusal: QuotaRefusal, reason: RefusalReason, fragment: str
+    refusal: RefusalReason, reason: RefusalReason, fragment: str
 ) -> None:
     result = EnqueueResult(refusal=refusal, retry_at=NOW + timedelta(seconds=11.2))
     explained = refusal_for_quota(result, Limits(), NOW)

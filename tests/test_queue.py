@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 
 from avatar_api.client import AvatarClient
-from avatar_api.models import Photo
+from avatar_api.models import AvatarRequest, Photo
+from avatarbot.failures import FailureKind
 from avatarbot.queue import Dispatcher, QueuePlace
 from avatarbot.store import SqlStore
-from avatarbot.store.base import Budget, JobMode, JobRecord, JobState, Limits, NewJob
+from avatarbot.store.base import Budget, JobRecord, JobState, Limits, NewJob, SourceType
 from tests.fake_agent_ai import FakeAgentAI, Reply
 from tests.store_fixtures import Clock, clock, store, store_factory
 
@@ -60,7 +61,11 @@ async def eventually(predicate: Callable[[], bool | Awaitable[bool]], within: fl
 
 
 def job(
-    user_id: int, *, name: str | None = None, mode: JobMode = JobMode.GENERATE, owner: str = "w1"
+    user_id: int,
+    *,
+    name: str | None = None,
+    mode: SourceType = SourceType.GENERATE,
+    owner: str = "w1",
 ) -> NewJob:
     return NewJob(
         guild_id=GUILD,
@@ -72,7 +77,7 @@ def job(
             **({"style": "Artistic"} if mode == "generate" else {}),
         },
         owner=owner,
-        photo_sizes=(len(PNG),) if mode is JobMode.UPLOAD else (),
+        photo_sizes=(len(PNG),) if mode is SourceType.UPLOAD else (),
     )
 
 
@@ -80,6 +85,15 @@ async def enqueue(
     store: SqlStore, clock: Clock, new: NewJob, limits: Limits = NO_LIMITS
 ) -> JobRecord:
     result = await store.enqueue_job(new, limits, clock.now)
+    clock.advance(0.001)
+    assert result.job is not None
+    return result.job
+
+
+async def enqueue_upload(dispatcher: Dispatcher, clock: Clock, new: NewJob) -> JobRecord:
+    """An upload goes in through its dispatcher, which keeps the photos with the job."""
+    request = AvatarRequest.upload((Photo.from_bytes(PNG),), name=new.options["name"])
+    result = await dispatcher.enqueue(new, request, NO_LIMITS, clock.now)
     clock.advance(0.001)
     assert result.job is not None
     return result.job
@@ -124,8 +138,7 @@ async def test_jobs_run_and_finish(
     dispatcher = make_dispatcher()
     await dispatcher.start()
     generate = await enqueue(store, clock, job(1, name="Ada"))
-    upload = await enqueue(store, clock, job(2, name="Bob", mode=JobMode.UPLOAD))
-    dispatcher.attach_photos(upload.id, (Photo.from_bytes(PNG),))
+    upload = await enqueue_upload(dispatcher, clock, job(2, name="Bob", mode=SourceType.UPLOAD))
     await eventually(lambda: len(listener.finished) == 2)
 
     done = listener.outcome(generate.id)
@@ -161,7 +174,7 @@ async def test_failure_refunds_quota(
     await make_dispatcher().start()
     await eventually(lambda: len(listener.finished) == 1)
     outcome = listener.outcome(failed.id)
-    assert (outcome.state, outcome.error_kind) == (JobState.FAILED, "BadRequestError")
+    assert (outcome.state, outcome.error_kind) == (JobState.FAILED, FailureKind.BAD_REQUEST)
     assert "agent.ai rejected the request" in (outcome.error_message or "")
     status = await store.quota_status(GUILD, 1, limits, clock.now)
     assert (status.user_used, status.guild_used) == (0, 0)
@@ -181,7 +194,7 @@ async def test_rate_limit_pauses_dispatch(
     second = await enqueue(store, clock, job(2))
     await make_dispatcher(max_concurrency=1).start()
     await eventually(lambda: len(listener.finished) == 1)
-    assert listener.outcome(first.id).error_kind == "RateLimitError"
+    assert listener.outcome(first.id).error_kind is FailureKind.RATE_LIMITED
     paused_at = clock.now
     await asyncio.sleep(0.1)
     still = await store.get_job(second.id)
@@ -226,12 +239,12 @@ async def test_unexpected_error_is_an_internal_error_and_the_loop_goes_on(
     make_dispatcher: Callable[..., Dispatcher],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    broken = NewJob(GUILD, 5, 1, JobMode.GENERATE, {"name": 5}, "w1")  # type: ignore[dict-item]
+    broken = NewJob(GUILD, 5, 1, SourceType.GENERATE, {"name": 5}, "w1")  # type: ignore[dict-item]
     bad = await enqueue(store, clock, broken)
     good = await enqueue(store, clock, job(2))
     await make_dispatcher().start()
     await eventually(lambda: len(listener.finished) == 2)
-    assert listener.outcome(bad.id).error_kind == "InternalError"
+    assert listener.outcome(bad.id).error_kind is FailureKind.INTERNAL
     assert listener.outcome(good.id).state is JobState.SUCCEEDED
     assert any(r.exc_info for r in caplog.records if "unexpectedly" in r.getMessage())
 
@@ -289,11 +302,10 @@ async def test_stop_and_restart_recovers(
     make_dispatcher: Callable[..., Dispatcher],
 ) -> None:
     fake_agent_ai.script(Reply(kind="hang"))
-    running = await enqueue(store, clock, job(1))
-    upload = await enqueue(store, clock, job(2, mode=JobMode.UPLOAD))
-    queued = await enqueue(store, clock, job(3))
     first = make_dispatcher(max_concurrency=1)
-    first.attach_photos(upload.id, (Photo.from_bytes(PNG),))
+    running = await enqueue(store, clock, job(1))
+    upload = await enqueue_upload(first, clock, job(2, mode=SourceType.UPLOAD))
+    queued = await enqueue(store, clock, job(3))
     await first.start()
     await eventually(lambda: fake_agent_ai.calls == 1)
     await first.stop(timeout=0.05)
@@ -307,8 +319,8 @@ async def test_stop_and_restart_recovers(
     second = make_dispatcher(worker_id="w2", listener=second_listener)
     await second.start()
     await eventually(lambda: len(second_listener.finished) == 3)
-    assert second_listener.outcome(running.id).error_kind == "Interrupted"
-    assert second_listener.outcome(upload.id).error_kind == "Interrupted"
+    assert second_listener.outcome(running.id).error_kind is FailureKind.INTERRUPTED
+    assert second_listener.outcome(upload.id).error_kind is FailureKind.INTERRUPTED
     assert second_listener.outcome(queued.id).state is JobState.SUCCEEDED
     assert listener.finished == []
     await eventually(lambda: _all_notified(store, [running.id, upload.id, queued.id]))

@@ -142,7 +142,7 @@ async def test_no_token_or_photo_byte_anywhere_after_every_scenario(
     bot_logging.filter_last()
     results, sent_jpeg = await run_every_kind_of_scenario(world)
     database = Path(world.bot.settings.database_url.removeprefix("sqlite:///"))
-    await world.bot.close_services()
+    await world.bots.close(world.bot)
 
     needles: list[Needle] = [
         *token_needles("DISCORD_TOKEN", DISCORD_TOKEN),

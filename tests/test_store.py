@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 
+from avatarbot.failures import FailureKind
 from avatarbot.store import SqlStore, StoreConfigError, open_store
 from avatarbot.store.base import (
     Budget,
     CancelOutcome,
     GuildSettings,
-    JobMode,
     JobRecord,
     JobState,
     Limits,
     NewJob,
-    QuotaRefusal,
+    RefusalReason,
+    SourceType,
 )
 from avatarbot.store.migrations import MIGRATIONS
 from avatarbot.store.url import Backend, parse_database_url
@@ -39,11 +40,11 @@ def new_job(
     user_id: int = 1,
     guild_id: int = GUILD,
     *,
-    mode: JobMode = JobMode.GENERATE,
+    mode: SourceType = SourceType.GENERATE,
     owner: str = "w1",
     photo_sizes: tuple[int, ...] = (),
 ) -> NewJob:
-    if mode is JobMode.UPLOAD and not photo_sizes:
+    if mode is SourceType.UPLOAD and not photo_sizes:
         photo_sizes = (1234,)
     return NewJob(
         guild_id=guild_id,
@@ -234,7 +235,7 @@ async def test_consent(store: SqlStore) -> None:
 
 # --- enqueue and quotas -------------------------------------------------------------------
 async def test_enqueue_returns_a_queued_job(store: SqlStore, clock: Clock) -> None:
-    job = await enqueue(store, clock, new_job(mode=JobMode.UPLOAD, photo_sizes=(10, 20)))
+    job = await enqueue(store, clock, new_job(mode=SourceType.UPLOAD, photo_sizes=(10, 20)))
     assert job.state is JobState.QUEUED
     assert job.photo_sizes == (10, 20)
     assert job.photo_count == 2
@@ -246,7 +247,7 @@ async def test_busy_refusal(store: SqlStore, clock: Clock) -> None:
     limits = Limits(user_daily_quota=0, guild_daily_quota=0, cooldown_seconds=0)
     await enqueue(store, clock, new_job(), limits)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.BUSY
+    assert refused.refusal is RefusalReason.BUSY
     assert refused.job is None
     assert (await store.enqueue_job(new_job(guild_id=OTHER_GUILD), limits, clock.now)).job
 
@@ -258,7 +259,7 @@ async def test_cooldown_refusal(store: SqlStore, clock: Clock) -> None:
     first = await enqueue(store, clock, new_job(), limits)
     clock.advance(10)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.COOLDOWN
+    assert refused.refusal is RefusalReason.COOLDOWN
     assert refused.retry_at == first.created_at + timedelta(seconds=30)
     clock.now = first.created_at + timedelta(seconds=30)
     assert (await store.enqueue_job(new_job(), limits, clock.now)).job is not None
@@ -271,7 +272,7 @@ async def test_user_daily_refusal_and_midnight(store: SqlStore, clock: Clock) ->
     for _ in range(2):
         await enqueue(store, clock, new_job(), limits)
     refused = await store.enqueue_job(new_job(), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.USER_DAILY
+    assert refused.refusal is RefusalReason.USER_DAILY
     assert refused.retry_at == datetime(2024, 5, 2, tzinfo=UTC)
     assert (await store.enqueue_job(new_job(user_id=2), limits, clock.now)).job
     clock.now = datetime(2024, 5, 2, 0, 0, 1, tzinfo=UTC)
@@ -285,7 +286,7 @@ async def test_guild_daily_refusal(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(user_id=1), limits)
     await enqueue(store, clock, new_job(user_id=2), limits)
     refused = await store.enqueue_job(new_job(user_id=3), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.GUILD_DAILY
+    assert refused.refusal is RefusalReason.GUILD_DAILY
     assert refused.retry_at == datetime(2024, 5, 2, tzinfo=UTC)
     assert (
         await store.enqueue_job(new_job(user_id=3, guild_id=OTHER_GUILD), limits, clock.now)
@@ -305,11 +306,11 @@ async def test_negative_limits_are_refused(store: SqlStore, clock: Clock) -> Non
 async def test_failed_job_refunds_quota(store: SqlStore, clock: Clock) -> None:
     limits = Limits(user_daily_quota=1, guild_daily_quota=1, cooldown_seconds=60)
     job = await enqueue(store, clock, new_job(), limits)
-    assert (await store.enqueue_job(new_job(), limits, clock.now)).refusal is QuotaRefusal.BUSY
+    assert (await store.enqueue_job(new_job(), limits, clock.now)).refusal is RefusalReason.BUSY
     claimed = await store.claim_next_job("w1", BIG_BUDGET, clock.now)
     assert claimed is not None
     assert claimed.id == job.id
-    await store.finish_job(job.id, JobState.FAILED, clock.now, error_kind="ServerError")
+    await store.finish_job(job.id, JobState.FAILED, clock.now, error_kind=FailureKind.SERVER_ERROR)
     status = await store.quota_status(GUILD, 1, limits, clock.now)
     assert (status.user_used, status.guild_used, status.cooldown_until) == (0, 0, None)
     assert (await store.enqueue_job(new_job(), limits, clock.now)).job is not None
@@ -322,7 +323,7 @@ async def test_succeeded_job_keeps_counting(store: SqlStore, clock: Clock) -> No
     await store.finish_job(job.id, JobState.SUCCEEDED, clock.now, group_id="g1", avatar_status="ok")
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
 
 
 async def test_refused_records_cost_nothing(store: SqlStore, clock: Clock) -> None:
@@ -346,7 +347,7 @@ async def test_reset_user_quota(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(), limits)
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
     await store.reset_user_quota(GUILD, 1, clock.now)
     clock.advance(1)
     status = await store.quota_status(GUILD, 1, limits, clock.now)
@@ -354,7 +355,7 @@ async def test_reset_user_quota(store: SqlStore, clock: Clock) -> None:
     await enqueue(store, clock, new_job(), limits)
     # The reset is for the member; the guild still counts the earlier jobs.
     refused = await store.enqueue_job(new_job(user_id=2), limits, clock.now)
-    assert refused.refusal is QuotaRefusal.GUILD_DAILY
+    assert refused.refusal is RefusalReason.GUILD_DAILY
 
 
 async def test_quota_status(store: SqlStore, clock: Clock) -> None:
@@ -393,7 +394,7 @@ async def test_last_quota_slot_under_concurrency(
     results = await asyncio.gather(*calls)
     accepted = [r for r in results if r.job is not None]
     assert len(accepted) == 1
-    expected = QuotaRefusal.USER_DAILY if same_user else QuotaRefusal.GUILD_DAILY
+    expected = RefusalReason.USER_DAILY if same_user else RefusalReason.GUILD_DAILY
     assert {r.refusal for r in results if r.job is None} == {expected}
 
 
@@ -443,7 +444,7 @@ async def test_queue_position_and_positions_by_owner(store: SqlStore, clock: Clo
 
 
 async def test_upload_jobs_are_claimed_only_by_their_owner(store: SqlStore, clock: Clock) -> None:
-    upload = await enqueue(store, clock, new_job(user_id=1, mode=JobMode.UPLOAD, owner="w1"))
+    upload = await enqueue(store, clock, new_job(user_id=1, mode=SourceType.UPLOAD, owner="w1"))
     generate = await enqueue(store, clock, new_job(user_id=2, owner="w1"))
     taken = await store.claim_next_job("w2", BIG_BUDGET, clock.now)
     assert taken is not None
@@ -658,7 +659,9 @@ async def test_finish_job_rules(store: SqlStore, clock: Clock) -> None:
         "pending",
         False,
     )
-    late = await store.finish_job(job.id, JobState.FAILED, clock.now, error_kind="X")
+    late = await store.finish_job(
+        job.id, JobState.FAILED, clock.now, error_kind=FailureKind.SERVER_ERROR
+    )
     assert late.state is JobState.SUCCEEDED
     assert [j.id for j in await store.undelivered_jobs("w1")] == [job.id]
     await store.mark_notified(job.id)
@@ -673,22 +676,22 @@ async def test_recover(store: SqlStore, clock: Clock) -> None:
     done = await enqueue(store, clock, new_job(user_id=4, owner="dead"))
     assert (await store.claim_next_job("alive-other", BIG_BUDGET, clock.now)).id == done.id  # type: ignore[union-attr]
     await store.finish_job(done.id, JobState.SUCCEEDED, clock.now, group_id="g")
-    upload = await enqueue(store, clock, new_job(user_id=2, mode=JobMode.UPLOAD, owner="dead"))
+    upload = await enqueue(store, clock, new_job(user_id=2, mode=SourceType.UPLOAD, owner="dead"))
     generate = await enqueue(store, clock, new_job(user_id=3, owner="dead"))
     others = await enqueue(
-        store, clock, new_job(user_id=5, mode=JobMode.UPLOAD, owner="alive-other")
+        store, clock, new_job(user_id=5, mode=SourceType.UPLOAD, owner="alive-other")
     )
 
     clock.advance(60)
     await store.heartbeat("alive-other", clock.now)
     await store.heartbeat("me", clock.now)
-    newcomer = await enqueue(store, clock, new_job(user_id=6, mode=JobMode.UPLOAD, owner="new"))
+    newcomer = await enqueue(store, clock, new_job(user_id=6, mode=SourceType.UPLOAD, owner="new"))
     recovered = await store.recover("me", clock.now)
 
     by_id = {j.id: j for j in recovered}
     assert set(by_id) == {running.id, upload.id, done.id}
     assert by_id[running.id].state is JobState.FAILED
-    assert by_id[running.id].error_kind == "Interrupted"
+    assert by_id[running.id].error_kind == FailureKind.INTERRUPTED
     assert by_id[upload.id].state is JobState.FAILED
     assert by_id[done.id].state is JobState.SUCCEEDED
     assert all(j.owner == "me" and not j.notified for j in recovered)
@@ -748,7 +751,9 @@ async def test_forget_user(store: SqlStore, clock: Clock) -> None:
         await store.claim_next_job("w1", BIG_BUDGET, clock.now)
     await store.finish_job(old.id, JobState.SUCCEEDED, clock.now, group_id="old")
     await store.finish_job(today_ok.id, JobState.SUCCEEDED, clock.now, group_id="new")
-    await store.finish_job(today_failed.id, JobState.FAILED, clock.now, error_kind="ServerError")
+    await store.finish_job(
+        today_failed.id, JobState.FAILED, clock.now, error_kind=FailureKind.SERVER_ERROR
+    )
     queued = await enqueue(store, clock, new_job(), limits)
     await store.record_refused(new_job(), "cooldown", clock.now)
     await store.record_consent(1)
@@ -767,7 +772,7 @@ async def test_forget_user(store: SqlStore, clock: Clock) -> None:
     assert (await store.quota_status(GUILD, 1, limits, clock.now)).user_used == 2
     assert (
         await store.enqueue_job(new_job(), limits, clock.now)
-    ).refusal is QuotaRefusal.USER_DAILY
+    ).refusal is RefusalReason.USER_DAILY
     assert await store.get_job(other.id) is not None
     # The next day's pruning removes the scrubbed row for good.
     clock.now += timedelta(days=1)
@@ -785,7 +790,9 @@ async def test_usage_stats(store: SqlStore, clock: Clock) -> None:
     assert older.job is not None
     for job in (older.job, today[0], today[1]):
         await store.finish_job(job.id, JobState.SUCCEEDED, clock.now, group_id="g")
-    await store.finish_job(today[3].id, JobState.FAILED, clock.now, error_kind="ServerError")
+    await store.finish_job(
+        today[3].id, JobState.FAILED, clock.now, error_kind=FailureKind.SERVER_ERROR
+    )
 
     stats = await store.usage_stats(GUILD, clock.now)
     assert (stats.jobs_today, stats.succeeded_today, stats.failed_today) == (5, 2, 1)
@@ -805,16 +812,21 @@ async def test_fail_queued_jobs_ends_only_that_servers_waiting_jobs(
     elsewhere = await enqueue(store, clock, new_job(3, OTHER_GUILD))
 
     failed = await store.fail_queued_jobs(
-        GUILD, clock.now, error_kind="ServerLeft", error_message="left"
+        GUILD, clock.now, error_kind=FailureKind.SERVER_LEFT, error_message="left"
     )
 
     assert [j.id for j in failed] == [waiting.id]
     assert failed[0].state is JobState.FAILED
-    assert failed[0].error_kind == "ServerLeft"
+    assert failed[0].error_kind == FailureKind.SERVER_LEFT
     assert not failed[0].notified
     assert (await store.get_job(claimed.id)).state is JobState.RUNNING
     assert (await store.get_job(elsewhere.id)).state is JobState.QUEUED
-    assert await store.fail_queued_jobs(GUILD, clock.now, error_kind="x", error_message="y") == []
+    assert (
+        await store.fail_queued_jobs(
+            GUILD, clock.now, error_kind=FailureKind.INTERNAL, error_message="y"
+        )
+        == []
+    )
 
 
 # --- retries share the budget -------------------------------------------------------------

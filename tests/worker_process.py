@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from avatar_api import AvatarClient, RetryPolicy
-from avatar_api.models import Photo
+from avatar_api.models import AvatarRequest, Photo
 from avatarbot.queue import Dispatcher, QueuePlace
 from avatarbot.store import open_store
-from avatarbot.store.base import JobMode, JobRecord, Limits, NewJob, Store
+from avatarbot.store.base import JobRecord, Limits, NewJob, SourceType
 
 PHOTO = Photo.from_bytes(b"\xff\xd8\xff\xe0" + bytes(256))
 NO_LIMITS = Limits(user_daily_quota=0, guild_daily_quota=0, cooldown_seconds=0)
@@ -51,29 +51,32 @@ class PrintingListener:
         return None
 
 
-async def enqueue(store: Store, spec: Mapping[str, Any], clock: Callable[[], datetime]) -> dict:
-    photos: dict[int, tuple[Photo, ...]] = {}
+async def enqueue(
+    dispatcher: Dispatcher, spec: Mapping[str, Any], clock: Callable[[], datetime]
+) -> None:
+    """Every job through the dispatcher, which keeps each request (an upload's photo) with it."""
     for entry in spec["jobs"]:
-        mode = JobMode(entry["mode"])
-        upload = mode is JobMode.UPLOAD
-        result = await store.enqueue_job(
+        mode = SourceType(entry["mode"])
+        if mode is SourceType.UPLOAD:
+            request = AvatarRequest.upload((PHOTO,), name=entry["name"])
+        else:
+            request = AvatarRequest.generate(name=entry["name"])
+        result = await dispatcher.enqueue(
             NewJob(
                 guild_id=spec["guild_id"],
                 channel_id=spec["channel_id"],
                 user_id=entry["user_id"],
                 mode=mode,
-                options={"name": entry["name"], **({"photos": "1"} if upload else {})},
+                options=request.options(),
                 owner=spec["worker_id"],
-                photo_sizes=(PHOTO.size,) if upload else (),
+                photo_sizes=tuple(p.size for p in request.photos),
             ),
+            request,
             NO_LIMITS,
             clock(),
         )
         assert result.job is not None, result.refusal
         say(f"enqueued {result.job.id} {entry['name']}")
-        if upload:
-            photos[result.job.id] = (PHOTO,)
-    return photos
 
 
 async def main(spec: Mapping[str, Any]) -> None:
@@ -91,9 +94,7 @@ async def main(spec: Mapping[str, Any]) -> None:
         poll_interval=0.2,
         clock=clock,
     )
-    photos = await enqueue(store, spec, clock)
-    for job_id, job_photos in photos.items():
-        dispatcher.attach_photos(job_id, job_photos)
+    await enqueue(dispatcher, spec, clock)
     await dispatcher.start()
     say("ready")
     await asyncio.Event().wait()  # until SIGKILL

@@ -13,10 +13,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-
-class JobMode(StrEnum):
-    GENERATE = "generate"
-    UPLOAD = "upload"
+from avatar_api.models import SourceType
+from avatarbot.failures import FailureKind
 
 
 class JobState(StrEnum):
@@ -83,7 +81,7 @@ class NewJob:
     guild_id: int
     channel_id: int
     user_id: int
-    mode: JobMode
+    mode: SourceType
     options: Mapping[str, str]
     owner: str
     photo_sizes: tuple[int, ...] = ()
@@ -99,7 +97,7 @@ class JobRecord:
     guild_id: int
     channel_id: int
     user_id: int
-    mode: JobMode
+    mode: SourceType
     state: JobState
     options: Mapping[str, str]
     owner: str
@@ -109,7 +107,7 @@ class JobRecord:
     finished_at: datetime | None = None
     group_id: str | None = None
     avatar_status: str | None = None
-    error_kind: str | None = None
+    error_kind: FailureKind | None = None
     error_message: str | None = None
     refusal: str | None = None
     notified: bool = False
@@ -143,7 +141,21 @@ class Limits:
     max_active_per_user: int = 1
 
 
-class QuotaRefusal(StrEnum):
+class RefusalReason(StrEnum):
+    """Why a request was refused; the value is what a refused job records.
+
+    The last four are the store's own (see :meth:`Store.enqueue_job`).
+    """
+
+    DISABLED = "disabled"
+    CHANNEL = "channel"
+    ROLE = "role"
+    BLOCKED = "blocked"
+    UPLOADS_OFF = "uploads_off"
+    BLOCKED_WORD = "blocked_word"
+    # A button on a past job that can no longer be acted on; never recorded as a job.
+    JOB_GONE = "job_gone"
+    NOT_REPEATABLE = "not_repeatable"
     USER_DAILY = "user_daily"
     GUILD_DAILY = "guild_daily"
     COOLDOWN = "cooldown"
@@ -155,7 +167,7 @@ class EnqueueResult:
     """Either the queued job, or why it was refused (and when to try again)."""
 
     job: JobRecord | None = None
-    refusal: QuotaRefusal | None = None
+    refusal: RefusalReason | None = None
     retry_at: datetime | None = None
 
 
@@ -262,12 +274,12 @@ class Store(Protocol):
         *,
         group_id: str | None = None,
         avatar_status: str | None = None,
-        error_kind: str | None = None,
+        error_kind: FailureKind | None = None,
         error_message: str | None = None,
     ) -> JobRecord:
         """Record the outcome. A failed job no longer counts against any quota.
 
-        ``error_kind`` is the error's class name, ``error_message`` its user-safe text.
+        ``error_kind`` says why it failed, ``error_message`` is its user-safe text.
         ``state`` is SUCCEEDED or FAILED (else ValueError); an unknown id is a
         LookupError; a job that is already final is returned unchanged (e.g. it was
         failed by :meth:`recover` meanwhile).
@@ -275,7 +287,7 @@ class Store(Protocol):
         ...
 
     async def fail_queued_jobs(
-        self, guild_id: int, now: datetime, *, error_kind: str, error_message: str
+        self, guild_id: int, now: datetime, *, error_kind: FailureKind, error_message: str
     ) -> list[JobRecord]:
         """Fail a server's queued jobs (the bot left it); calls under way finish as usual."""
         ...
@@ -313,7 +325,7 @@ class Store(Protocol):
 
         A worker other than ``owner`` is dead when its heartbeat is older than 30 s
         (or it never sent one and its job is older than that); worker ids must be
-        unique per process run. Running jobs it claimed fail ("Interrupted"); queued
+        unique per process run. Running jobs it claimed fail (interrupted); queued
         upload jobs it owned fail (their photos were only in its memory); its queued
         generate jobs and undelivered outcomes are adopted (owner := ``owner``).
         Returns the final, unnotified jobs now owned by ``owner``: their requesters

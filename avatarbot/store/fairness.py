@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from .base import JobMode
+from .base import SourceType
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +27,7 @@ class QueuedEntry:
     job_id: int
     guild_id: int
     user_id: int
-    mode: JobMode
+    mode: SourceType
     owner: str
     guild_turn: int
     member_turn: int
@@ -35,7 +35,7 @@ class QueuedEntry:
 
     def claimable_by(self, worker: str) -> bool:
         # Only the owner's memory holds an upload job's photos.
-        return self.mode is JobMode.GENERATE or self.owner == worker
+        return self.mode is SourceType.GENERATE or self.owner == worker
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,10 @@
 """Versioned schema migrations, applied at start-up, one transaction each.
 
-Each migration is frozen once released: change the schema by appending a new
-one (and editing :mod:`avatarbot.store.schema` to match), never by editing an
-old one. ``schema_version`` holds one row per applied migration.
+:mod:`avatarbot.store.schema` is the schema; these are the frozen steps that take
+any database made by an earlier release to it. Change the schema by editing the
+tables there and appending the migration that ``tests/test_schema.py`` prints
+(it compares a migrated database with the tables on both backends), never by
+editing a released one. ``schema_version`` holds one row per applied migration.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -122,8 +124,35 @@ def _v1_statements(backend: Backend) -> list[str]:
     ]
 
 
+# Version 1 stored an error's class name; version 2 stores a FailureKind value.
+_V2_FAILURE_KINDS = (
+    ("BadRequestError", "bad_request"),
+    ("AuthenticationError", "authentication"),
+    ("PermissionDeniedError", "permission_denied"),
+    ("NotFoundError", "not_found"),
+    ("RateLimitError", "rate_limited"),
+    ("ServerError", "server_error"),
+    ("APIStatusError", "api_status"),
+    ("APIConnectionError", "connection"),
+    ("APITimeoutError", "maybe_created"),
+    ("UnexpectedResponseError", "unexpected_response"),
+    ("Interrupted", "interrupted"),
+    ("ServerLeft", "server_left"),
+    ("InternalError", "internal"),
+)
+
+
+def _v2_statements(backend: Backend) -> list[str]:
+    # Fixed identifiers, never user input: inlining them is safe.
+    return [
+        f"UPDATE jobs SET error_kind = '{kind}' WHERE error_kind = '{code}'"
+        for code, kind in _V2_FAILURE_KINDS
+    ]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "settings, blocks, consent, jobs, quota resets, dispatch", _v1_statements),
+    Migration(2, "typed failure kinds", _v2_statements),
 )
 
 _SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
@@ -141,7 +170,10 @@ async def current_version(conn: AsyncConnection) -> int:
 
 
 async def migrate_step(
-    conn: AsyncConnection, backend: Backend, migrations: Sequence[Migration] = MIGRATIONS
+    conn: AsyncConnection,
+    backend: Backend,
+    now: datetime,
+    migrations: Sequence[Migration] = MIGRATIONS,
 ) -> Migration | None:
     """Apply the next pending migration inside the caller's transaction; None when up to date.
 
@@ -160,7 +192,7 @@ async def migrate_step(
         insert(schema_version).values(
             version=migration.version,
             description=migration.description,
-            applied_at=datetime.now(UTC),
+            applied_at=now,
         )
     )
     log.info("applied schema migration %d: %s", migration.version, migration.description)

@@ -1,7 +1,9 @@
-"""The current schema as SQLAlchemy Core tables, used to build queries.
+"""The schema: SQLAlchemy Core tables, indexes and constraints, the one description of it.
 
-The tables are *created* by the frozen DDL in :mod:`avatarbot.store.migrations`;
-a schema change is a new migration plus a matching edit here.
+Queries are built from these tables, and a database migrated by
+:mod:`avatarbot.store.migrations` must equal them: ``tests/test_schema.py``
+compares the two on SQLite and PostgreSQL (Alembic's autogenerate comparison)
+and, on a difference, prints the operations a new migration needs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
+    Identity,
+    Index,
     Integer,
     MetaData,
     Table,
@@ -98,7 +103,7 @@ consents = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", Id, Identity(), primary_key=True, autoincrement=True),
     Column("guild_id", BigInteger, nullable=False),
     Column("channel_id", BigInteger, nullable=False),
     Column("user_id", BigInteger, nullable=False),
@@ -120,15 +125,23 @@ jobs = Table(
     Column("member_turn", BigInteger),
     Column("forgotten", Boolean, nullable=False),
     Column("claimed_by", Text),
+    Index("ix_jobs_active", "state", "guild_id"),
+    Index("ix_jobs_member", "guild_id", "user_id", "created_at"),
+    Index("ix_jobs_guild", "guild_id", "created_at"),
+    Index("ix_jobs_user", "user_id"),
+    Index("ix_jobs_owner", "owner", "notified"),
+    Index("ix_jobs_guild_turn", "guild_id", "guild_turn"),
+    Index("ix_jobs_member_turn", "guild_id", "user_id", "member_turn"),
 )
 
 quota_resets = Table(
     "quota_resets",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", Id, Identity(), primary_key=True, autoincrement=True),
     Column("guild_id", BigInteger, nullable=False),
     Column("user_id", BigInteger, nullable=False),
     Column("reset_at", UTCDateTime, nullable=False),
+    Index("ix_quota_resets_member", "guild_id", "user_id", "reset_at"),
 )
 
 dispatch_state = Table(
@@ -137,6 +150,7 @@ dispatch_state = Table(
     Column("id", Integer, primary_key=True),
     Column("paused_until", UTCDateTime),
     Column("guild_clock", BigInteger, nullable=False),
+    CheckConstraint("id = 1"),  # one row: the global budget lock
 )
 
 guild_clocks = Table(
@@ -149,9 +163,10 @@ guild_clocks = Table(
 claims = Table(
     "claims",
     metadata,
-    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("id", Id, Identity(), primary_key=True, autoincrement=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("worker", Text, nullable=False),
+    Index("ix_claims_at", "claimed_at"),
 )
 
 workers = Table(

@@ -1,28 +1,28 @@
-"""The buttons on a job's messages (Re-roll, Edit, Delete, Cancel) and Edit's modal.
+"""The buttons members press: the first-upload consent, the forget confirmation, and the
+buttons on a job's messages (Re-roll, Edit, Delete, Cancel) with Edit's modal.
 
-Each button is a :class:`discord.ui.DynamicItem` whose custom id names the action, the
-job, its requester and its server (``avatar:reroll:<job>:<user>:<guild>``), so any
-process, also one started after the message was sent, answers it with no view kept
-in memory. Edit's modal is never kept in memory either: :mod:`cogs.job_actions`
-matches its custom id (``avatar:edit-modal:<job>:<user>:<guild>``) in an interaction
-listener.
-
-A plain module (not an extension), so every cog shares one class of each item.
+The consent and forget views live in memory for a few minutes. A job's buttons must
+outlive the process: each is a :class:`discord.ui.DynamicItem` whose custom id names
+the action, the job, its requester and its server (``avatar:reroll:<job>:<user>:<guild>``),
+so any process, also one started after the message was sent, answers it. Edit's modal
+is never kept in memory either: :mod:`cogs.job_actions` matches its custom id
+(``avatar:edit-modal:<job>:<user>:<guild>``) in an interaction listener.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import discord
 
 from avatarbot.policy import ButtonAction
-from avatarbot.store.base import JobMode, JobRecord, JobState
+from avatarbot.store.base import JobRecord, JobState, SourceType
 
+from .errors import report_unexpected
 from .ui import (
     CANCEL_LABEL,
     DELETE_LABEL,
@@ -37,6 +37,83 @@ from .ui import (
 
 log = logging.getLogger(__name__)
 
+CONSENT_TEXT = (
+    "**Before your first upload**\n"
+    "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
+    "in them. Please confirm that **the photos are of you**, or that **the person in them "
+    "has agreed** to this.\n"
+    "Photos are never stored by this bot; they are held in memory only while they are sent."
+)
+FORGET_TEXT = (
+    "This deletes every record of your avatar jobs (on every server using this bot) "
+    "and your photo consent. Group ids you have not saved will be gone. Continue?"
+)
+OnConsent = Callable[[discord.Interaction], Awaitable[None]]
+Forget = Callable[[], Awaitable[int]]
+
+
+class ConsentView(discord.ui.View):
+    """The one-time statement on a member's first upload; accepting carries on with it."""
+
+    def __init__(self, user_id: int, on_accept: OnConsent) -> None:
+        super().__init__(timeout=300)
+        self.user_id = user_id
+        self.on_accept = on_accept
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(
+        label="These are my photos / I have consent", style=discord.ButtonStyle.success
+    )
+    async def accept(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Thanks. Checking your photos…", view=None)
+        await self.on_accept(interaction)
+
+    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    async def cancel(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Cancelled; nothing was sent.", view=None)
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
+    ) -> None:
+        await report_unexpected(interaction, error)
+
+
+class ForgetView(discord.ui.View):
+    def __init__(self, user_id: int, forget: Forget) -> None:
+        super().__init__(timeout=120)
+        self.user_id = user_id
+        self.forget = forget
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    @discord.ui.button(label="Delete my records", style=discord.ButtonStyle.danger)
+    async def confirm(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
+    ) -> None:
+        self.stop()
+        deleted = await self.forget()
+        await interaction.response.edit_message(
+            content=f"Done: {deleted} records and your photo consent were deleted.", view=None
+        )
+
+    @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
+    async def keep(
+        self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
+    ) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+
+
+# --- a job's buttons ---------------------------------------------------------------------
 _ID = r"[0-9]{1,20}"
 _KEY = rf"(?P<job>{_ID}):(?P<user>{_ID}):(?P<guild>{_ID})"
 BUTTON_TEMPLATE = re.compile(rf"avatar:(?P<action>reroll|edit|delete|cancel):{_KEY}")
@@ -111,7 +188,7 @@ PRESS_HANDLER_COG = "JobActions"
 # --- which messages carry which buttons ----------------------------------------------------
 def result_buttons(job: JobRecord) -> discord.ui.View | None:
     """Re-roll, Edit and Delete on a generated avatar; uploads and failures carry none."""
-    if job.state is not JobState.SUCCEEDED or job.mode is not JobMode.GENERATE:
+    if job.state is not JobState.SUCCEEDED or job.mode is not SourceType.GENERATE:
         return None
     actions = (ButtonAction.REROLL, ButtonAction.EDIT, ButtonAction.DELETE)
     return _view(JobButton(action, JobKey.of(job)) for action in actions)
@@ -121,6 +198,11 @@ def cancel_buttons(jobs: Iterable[JobRecord]) -> discord.ui.View | None:
     """Cancel for each job still queued (a progress reply, or a history's lines)."""
     queued = [j for j in jobs if j.state is JobState.QUEUED][:MAX_BUTTONS]
     return _view(JobButton(ButtonAction.CANCEL, JobKey.of(j)) for j in queued)
+
+
+def with_view(view: discord.ui.View | None) -> dict[str, discord.ui.View]:
+    """``view=`` for a send that takes no None (followups, first responses)."""
+    return {} if view is None else {"view": view}
 
 
 def _view(items: Iterable[discord.ui.Item[Any]]) -> discord.ui.View | None:

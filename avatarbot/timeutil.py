@@ -1,0 +1,9 @@
+"""The one default clock: every component takes a ``clock`` and defaults to this one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,210 @@
+"""Telling members what happens to their jobs: the dispatcher's listener, as a cog.
+
+It keeps each job's interaction while it lives (about 15 minutes) and edits it
+with the job's place, its start and its outcome; once the interaction is gone it
+falls back to a DM, else the channel. The moderators' log entry is posted here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import discord
+from discord.ext import commands
+
+from avatarbot.store.base import JobRecord, JobState, SourceType
+
+from .errors import timed_ack
+from .ui import NO_MENTIONS, log_embed, progress_text, result_embed
+from .views import cancel_buttons, result_buttons, with_view
+
+if TYPE_CHECKING:
+    from avatarbot.queue import QueuePlace
+    from bot import AvatarBot
+
+log = logging.getLogger(__name__)
+
+INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
+# Each place edit is a Discord request; a long queue moves every few seconds.
+PLACE_EDIT_INTERVAL = timedelta(seconds=15)
+DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
+
+
+class DeliveryCog(commands.Cog):
+    def __init__(self, bot: AvatarBot) -> None:
+        self.bot = bot
+        self._waiting: dict[int, discord.Interaction] = {}
+        self._shown_place: dict[int, tuple[int, datetime]] = {}
+        self._logged: set[int] = set()  # logged, but the member not told yet
+        self._place_edits: dict[int, asyncio.Task[None]] = {}
+
+    async def cog_load(self) -> None:
+        self.bot.job_relay.target = self
+
+    async def cog_unload(self) -> None:
+        self.bot.job_relay.target = None
+
+    @commands.Cog.listener()
+    async def on_guild_remove(self, guild: discord.Guild) -> None:
+        """The bot left (or was removed from) a server: its queued jobs must not spend credits."""
+        await self.bot.dispatcher.server_left(guild.id)
+
+    async def track(self, interaction: discord.Interaction, job: JobRecord) -> None:
+        """Keep the interaction of a just-queued job and show its place (and Cancel)."""
+        self._waiting[job.id] = interaction
+        position = await self.bot.store.queue_position(job.id)
+        if position is not None:
+            self._shown_place[job.id] = (position, self.bot.clock())
+        cancel = cancel_buttons([job]) if position is not None else None
+        await edit_reply(interaction, content=progress_text(job.id, position, None), view=cancel)
+        self.bot.dispatcher.wake()
+
+    async def untrack(self, job_id: int) -> None:
+        """The job was cancelled: its reply is no longer ours to edit."""
+        await self._finish_place_edit(job_id)
+        self._waiting.pop(job_id, None)
+
+    # --- the dispatcher's listener ------------------------------------------------
+
+    async def job_started(self, job: JobRecord) -> None:
+        await self._finish_place_edit(job.id)
+        interaction = self._live_interaction(job.id)
+        if interaction is not None:
+            await edit_reply(interaction, content=progress_text(job.id, None, None), view=None)
+
+    async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
+        """Edit the places that moved (at most every 15 s each), without holding up the queue."""
+        now = self.bot.clock()
+        for job_id, place in positions.items():
+            interaction = self._live_interaction(job_id)
+            pending = self._place_edits.get(job_id)
+            if interaction is None or (pending is not None and not pending.done()):
+                continue
+            shown, shown_at = self._shown_place.get(job_id, (None, None))
+            if shown == place.position or (shown_at and now - shown_at < PLACE_EDIT_INTERVAL):
+                continue
+            self._shown_place[job_id] = (place.position, now)
+            eta = (place.estimated_start - now).total_seconds()
+            content = progress_text(job_id, place.position, eta)
+            self._place_edits[job_id] = asyncio.create_task(
+                edit_reply(interaction, content=content)
+            )
+
+    async def job_finished(self, job: JobRecord) -> bool:
+        if job.id not in self._logged:
+            self._logged.add(job.id)
+            await self._post_log_entry(job)
+        await self._finish_place_edit(job.id)
+        interaction = self._live_interaction(job.id)
+        self._waiting.pop(job.id, None)
+        told = (
+            interaction is not None and await self._reply_in_interaction(interaction, job)
+        ) or await self._tell_elsewhere(job)
+        if told:
+            self._logged.discard(job.id)
+        return told
+
+    # --- helpers --------------------------------------------------------------------
+
+    async def _finish_place_edit(self, job_id: int) -> None:
+        """Let a queued-place edit land first, so it never overwrites a later state."""
+        self._shown_place.pop(job_id, None)
+        pending = self._place_edits.pop(job_id, None)
+        if pending is not None:
+            await pending
+
+    def _live_interaction(self, job_id: int) -> discord.Interaction | None:
+        interaction = self._waiting.get(job_id)
+        if interaction is None:
+            return None
+        if discord.utils.utcnow() - interaction.created_at > INTERACTION_LIFETIME:
+            return None
+        return interaction
+
+    async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
+        """Failures and uploads stay private; a generated avatar is shown to the channel."""
+        embed = result_embed(job)
+        try:
+            if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
+                await interaction.followup.send(
+                    f"{interaction.user.mention}'s new avatar:",
+                    embed=embed,
+                    allowed_mentions=NO_MENTIONS,
+                    **with_view(result_buttons(job)),
+                )
+                await interaction.edit_original_response(content=DONE_TEXT, embed=None, view=None)
+            else:
+                await interaction.edit_original_response(content=None, embed=embed, view=None)
+            return True
+        except discord.HTTPException as error:
+            log.warning("could not reply to job %d in its interaction: %s", job.id, error)
+            return False
+
+    async def _tell_elsewhere(self, job: JobRecord) -> bool:
+        """The interaction is gone (expired, or a restart): a DM, else the channel."""
+        embed = result_embed(job)
+        buttons = result_buttons(job)
+        note = "Here is the outcome of your avatar request:"
+        try:
+            user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
+            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS, view=buttons)
+            return True
+        except discord.HTTPException as error:
+            log.info("could not DM job %d's outcome: %s", job.id, error)
+        channel = self.bot.get_channel(job.channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return False
+        public = job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE
+        content = f"<@{job.user_id}> " + (
+            note
+            if public
+            else f"your avatar job #{job.id} ended ({job.state.value}). "
+            "I could not DM you the details; run `/avatar history` to see them."
+        )
+        try:
+            await channel.send(
+                content,
+                embed=embed if public else None,
+                view=buttons if public else None,
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
+                ),
+            )
+            return True
+        except discord.HTTPException as error:
+            log.warning("could not tell anyone about job %d: %s", job.id, error)
+            return False
+
+    async def _post_log_entry(self, job: JobRecord) -> None:
+        settings = await self.bot.store.get_guild_settings(job.guild_id)
+        if settings.log_channel_id is None:
+            return
+        channel = self.bot.get_channel(settings.log_channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
+            return
+        try:
+            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as error:
+            log.warning("could not post job %d to the log channel: %s", job.id, error)
+
+
+async def acknowledge(interaction: discord.Interaction) -> None:
+    """The one place a request's interaction is acknowledged (privately, "thinking")."""
+    await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+
+
+async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:
+    """Edit the interaction's (deferred) reply; a failure is logged, never raised."""
+    try:
+        await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
+    except discord.HTTPException as error:
+        log.info("could not update an interaction: %s", error)
+
+
+async def setup(bot: AvatarBot) -> None:
+    await bot.add_cog(DeliveryCog(bot))
