@@ -23,7 +23,7 @@ from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 from avatarbot.store.base import JobRecord, JobState
 
-from .delivery import DeliveryCog, acknowledge, edit_reply
+from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, reply_to_error
 from .requesters import requester_of
 from .ui import WORKING, enum_choices, preflight_refusal, safe
@@ -79,9 +79,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     @property
     def delivery(self) -> DeliveryCog:
-        cog = self.bot.get_cog(DeliveryCog.__cog_name__)
-        assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
-        return cog
+        return delivery_of(self.bot)
 
     # --- commands ---------------------------------------------------------------
 

@@ -193,6 +193,13 @@ class DeliveryCog(commands.Cog):
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
 
+def delivery_of(bot: commands.Bot) -> DeliveryCog:
+    """The loaded delivery cog (the cogs that queue jobs hand them to it)."""
+    cog = bot.get_cog(DeliveryCog.__cog_name__)
+    assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
+    return cog
+
+
 async def acknowledge(interaction: discord.Interaction) -> None:
     """The one place a request's interaction is acknowledged (privately, "thinking")."""
     await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))

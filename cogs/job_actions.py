@@ -22,7 +22,7 @@ from avatar_api import ValidationError
 from avatarbot.policy import JOB_GONE, NOT_REPEATABLE, ButtonAction, Requester, may_press
 from avatarbot.store.base import CancelOutcome, SourceType
 
-from .delivery import DeliveryCog, acknowledge, edit_reply
+from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, report_unexpected, send_ephemeral, timed_ack
 from .requesters import requester_of
 from .ui import (
@@ -61,9 +61,7 @@ class JobActions(commands.Cog):
 
     @property
     def delivery(self) -> DeliveryCog:
-        cog = self.bot.get_cog(DeliveryCog.__cog_name__)
-        assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
-        return cog
+        return delivery_of(self.bot)
 
     async def pressed(
         self, interaction: discord.Interaction, action: ButtonAction, key: JobKey

@@ -275,6 +275,7 @@ async def test_only_the_requesters_own_kept_generate_job_can_be_made_again(
     service: AvatarService, store: Store, clock: Clock
 ) -> None:
     past = await finished_job(service, store, clock)
+    # Any record of one of the member's uploads will do: its photos were never kept.
     upload = await store.record_refused(
         NewJob(10, 100, 1, SourceType.UPLOAD, {"name": "Me", "photos": "1"}, "w1", (10,)),
         "busy",
