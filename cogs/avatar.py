@@ -21,12 +21,11 @@ from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
 from avatar_api.photos import check_photo_size
 from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
-from avatarbot.store.base import JobRecord, JobState
 
 from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, reply_to_error
 from .requesters import requester_of
-from .ui import WORKING, enum_choices, preflight_refusal, safe
+from .ui import WORKING, enum_choices, history_line, history_title, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView, cancel_buttons, with_view
 
 if TYPE_CHECKING:
@@ -164,7 +163,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         if not jobs:
             embed.description = "You have no avatar jobs on this server yet."
         for job in jobs:
-            embed.add_field(name=_history_title(job), value=_history_line(job), inline=False)
+            embed.add_field(name=history_title(job), value=history_line(job), inline=False)
         await interaction.response.send_message(
             embed=embed, ephemeral=True, **with_view(cancel_buttons(jobs))
         )
@@ -245,23 +244,6 @@ def _quota_line(who: str, used: int, limit: int) -> str:
     if limit == 0:
         return f"{who}: {used} today, no daily limit."
     return f"{who}: {max(0, limit - used)} of {limit} left today."
-
-
-def _history_title(job: JobRecord) -> str:
-    when = job.created_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"#{job.id} · {job.mode.value} · {job.state.value} · {when}"
-
-
-def _history_line(job: JobRecord) -> str:
-    if job.group_id:
-        return f"Group ID: `{job.group_id}`"
-    if job.refusal:
-        return f"Refused ({job.refusal})"
-    if job.error_kind:
-        return f"Failed ({safe(job.error_kind)})"
-    if job.state is JobState.CANCELLED:
-        return "Cancelled: nothing was sent"
-    return "In progress"
 
 
 async def setup(bot: AvatarBot) -> None:

@@ -35,6 +35,7 @@ from .ui import (
     SERVER_GONE,
     cancel_text,
     safe,
+    with_history_line,
 )
 from .views import (
     EDIT_MODAL_TEMPLATE,
@@ -187,7 +188,10 @@ class JobActions(commands.Cog):
         rest = buttons_except(interaction.message, pressed)
         text = cancel_text(result, key.job_id)
         if result.outcome is CancelOutcome.CANCELLED:
-            await edit_reply(interaction, content=text, view=rest)
+            embeds = interaction.message.embeds if interaction.message else []
+            if result.job is not None and embeds:  # a history: its line shows the cancel
+                embeds = [with_history_line(embeds[0], result.job), *embeds[1:]]
+            await edit_reply(interaction, content=text, view=rest, embeds=embeds)
         else:
             await edit_reply(interaction, view=rest)
             await send_ephemeral(interaction, text)

@@ -83,6 +83,33 @@ def result_embed(job: JobRecord) -> discord.Embed:
     return embed
 
 
+def history_title(job: JobRecord) -> str:
+    when = job.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"#{job.id} · {job.mode.value} · {job.state.value} · {when}"
+
+
+def history_line(job: JobRecord) -> str:
+    if job.group_id:
+        return f"Group ID: `{job.group_id}`"
+    if job.refusal:
+        return f"Refused ({job.refusal})"
+    if job.error_kind:
+        return f"Failed ({safe(job.error_kind)})"
+    if job.state is JobState.CANCELLED:
+        return "Cancelled: nothing was sent"
+    return "In progress"
+
+
+def with_history_line(embed: discord.Embed, job: JobRecord) -> discord.Embed:
+    """A history embed whose line for ``job`` shows the job as it is now."""
+    for index, line in enumerate(embed.fields):
+        if (line.name or "").startswith(f"#{job.id} ·"):
+            embed.set_field_at(
+                index, name=history_title(job), value=history_line(job), inline=False
+            )
+    return embed
+
+
 def progress_text(job_id: int, position: int | None, eta_seconds: float | None) -> str:
     if position is None:
         return f"⏳ Creating your avatar… (job #{job_id})"

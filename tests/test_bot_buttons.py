@@ -293,6 +293,9 @@ async def test_cancel_on_the_history_line(world: World) -> None:
 
     assert "cancelled" in history.response.content
     assert labels(history.response) == []
+    (line,) = history.response.embeds[0].fields
+    assert "· cancelled ·" in line.name
+    assert line.value == "Cancelled: nothing was sent"
     assert await job_states(world) == [JobState.CANCELLED]
     # Free again at once: a cancelled job holds no cooldown and no place.
     again = await world.alice.slash(world.channel, "avatar generate")
