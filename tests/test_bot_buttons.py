@@ -360,10 +360,17 @@ async def test_a_result_delivered_by_dm_keeps_working_buttons(world: World) -> N
     assert world.fake.requests[1].body["name"] == "Late"
 
     await world.env.advance_time(COOLDOWN)
+    shown = await dm.click(delivered, label="Edit")
+    assert modal_inputs(shown)["name"]["value"] == "Late"
+    edited = await dm.submit_modal(shown, {"name": "Later"})
+    assert "grp_000003" in outcome(edited).embeds[0].fields[0].value
+    assert world.fake.requests[2].body["name"] == "Later"
+
+    await world.env.advance_time(COOLDOWN)
     await world.admin.slash(world.channel, "avatar-admin block", user=world.alice, reason="spam")
     refused = await dm.click(delivered, label="Re-roll")
     assert "blocked you" in refused.response.content
-    assert world.fake.calls == 2
+    assert world.fake.calls == 3
 
     await dm.click(delivered, label="Delete")
     assert delivered.id not in {m.id for m in dm.dm_channel.history()}
