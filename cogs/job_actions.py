@@ -180,21 +180,20 @@ class JobActions(commands.Cog):
         await send_ephemeral(interaction, DELETED)
 
     async def _cancel(self, interaction: discord.Interaction, key: JobKey) -> None:
+        """Withdraw a queued job; the pressed message loses its Cancel either way."""
         await timed_ack(interaction, interaction.response.defer())
         result = await self.bot.service.cancel(key.user_id, key.job_id)
-        if result.outcome is CancelOutcome.CANCELLED:
-            await self.delivery.untrack(key.job_id)
-        pressed = key.custom_id(ButtonAction.CANCEL.value)
-        rest = buttons_except(interaction.message, pressed)
+        rest = buttons_except(interaction.message, key.custom_id(ButtonAction.CANCEL.value))
         text = cancel_text(result, key.job_id)
-        if result.outcome is CancelOutcome.CANCELLED:
-            embeds = interaction.message.embeds if interaction.message else []
-            if result.job is not None and embeds:  # a history: its line shows the cancel
-                embeds = [with_history_line(embeds[0], result.job), *embeds[1:]]
-            await edit_reply(interaction, content=text, view=rest, embeds=embeds)
-        else:
+        if result.outcome is not CancelOutcome.CANCELLED or result.job is None:
             await edit_reply(interaction, view=rest)
             await send_ephemeral(interaction, text)
+            return
+        await self.delivery.untrack(key.job_id)
+        embeds = interaction.message.embeds if interaction.message else []
+        if embeds:  # a history: the job's line shows the cancel too
+            embeds = [with_history_line(embeds[0], result.job), *embeds[1:]]
+        await edit_reply(interaction, content=text, view=rest, embeds=embeds)
 
 
 async def setup(bot: AvatarBot) -> None:
