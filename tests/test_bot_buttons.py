@@ -14,6 +14,13 @@ import pytest
 import simcord
 
 from avatarbot.store.base import Budget, JobState
+from cogs.views import (
+    BUTTON_TEMPLATE,
+    EDIT_MODAL,
+    EDIT_MODAL_TEMPLATE,
+    JobKey,
+    submitted_texts,
+)
 from tests.bot_world import World, face_photo, outcome, restart
 
 COOLDOWN = 31  # the default server cooldown is 30 s
@@ -422,3 +429,30 @@ async def test_every_press_is_acknowledged_before_the_database_is_touched(
     seen.clear()
     await world.alice.click(waiting.response, label="Cancel")
     assert seen == [("cancel_job", True)]
+
+
+# --- the custom ids and the modal's payload, on their own ---------------------------------
+
+
+@pytest.mark.parametrize("action", ["reroll", "edit", "delete", "cancel", EDIT_MODAL])
+def test_custom_ids_fit_discord_and_match_their_templates(action: str) -> None:
+    biggest = JobKey(2**63 - 1, 2**64 - 1, 2**64 - 1)
+    custom_id = biggest.custom_id(action)
+    template = EDIT_MODAL_TEMPLATE if action == EDIT_MODAL else BUTTON_TEMPLATE
+    match = template.fullmatch(custom_id)
+    assert len(custom_id) <= 100
+    assert match is not None
+    assert JobKey.from_match(match) == biggest
+
+
+def test_modal_values_are_read_from_labels_and_rows_and_nothing_else() -> None:
+    data = {
+        "custom_id": "avatar:edit-modal:1:2:3",
+        "components": [
+            {"type": 10, "id": 1},
+            {"type": 18, "component": {"type": 4, "custom_id": "name", "value": "A"}},
+            {"type": 1, "components": [{"type": 4, "custom_id": "appearance", "value": "B"}]},
+            {"type": 18, "component": {"type": 4, "custom_id": "style", "value": "x"}},
+        ],
+    }
+    assert submitted_texts(data) == {"name": "A", "appearance": "B"}
