@@ -36,7 +36,6 @@ import discord
 from discord.ext import commands
 
 from avatar_api import AvatarClient, RetryPolicy
-from avatar_api.client import DEFAULT_TIMEOUT
 from avatarbot import __version__
 from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
@@ -89,7 +88,6 @@ async def open_services(
     queue_poll_seconds: float = QUEUE_POLL_SECONDS,
     clock: Callable[[], datetime] = utc_now,
     budget: Budget = DEFAULT_BUDGET,
-    api_timeout: float = DEFAULT_TIMEOUT,
     api_retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Services]:
     """One HTTP session, the migrated store and the (not yet started) dispatcher."""
@@ -101,7 +99,7 @@ async def open_services(
             settings.agent_ai_token,
             base_url=settings.agent_ai_base_url,
             session=session,
-            timeout=api_timeout,
+            timeout=settings.agent_ai_timeout,
             retry=api_retry,
         )
         store = await open_store(settings.database_url, clock=clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .client import DEFAULT_BASE_URL, AvatarClient, RetryPolicy
 from .exceptions import (
+    AmbiguousOutcomeError,
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -11,6 +12,7 @@ from .exceptions import (
     AuthenticationError,
     AvatarAPIError,
     BadRequestError,
+    ConnectionLostError,
     NotFoundError,
     PermissionDeniedError,
     PhotoError,
@@ -41,12 +43,14 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "Age",
+    "AmbiguousOutcomeError",
     "AuthenticationError",
     "AvatarAPIError",
     "AvatarClient",
     "AvatarRequest",
     "AvatarResult",
     "BadRequestError",
+    "ConnectionLostError",
     "Ethnicity",
     "Gender",
     "MimeType",

@@ -2,7 +2,8 @@
 
 Prints the result as one JSON object on stdout and exits 0; on failure prints
 one line on stderr and exits non-zero (1: agent.ai failed, 2: usage or
-configuration, 3: bad input such as a photo that cannot be used).
+configuration, 3: bad input such as a photo that cannot be used). Nothing else
+reaches stderr — no log lines, no Python warnings — unless LOG_LEVEL is set.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import sys
 from collections.abc import Sequence
 from enum import IntEnum, StrEnum
 from pathlib import Path
+from typing import NoReturn
 
 from dotenv import find_dotenv, load_dotenv
 
-from .client import DEFAULT_BASE_URL, AvatarClient
+from .client import DEFAULT_BASE_URL, AvatarClient, timeout_from_text
 from .exceptions import AvatarAPIError, PhotoError, ValidationError
 from .models import (
     MAX_PHOTOS,
@@ -51,11 +53,19 @@ class CLIError(Exception):
         self.code = code
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors become one line (a :class:`CLIError`), not usage text and an error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CLIError(f"{message} (see {self.prog} --help)", ExitCode.USAGE)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m avatar_api",
         description="Create a HeyGen photo avatar through agent.ai, to test a token.",
-        epilog="Reads AGENT_AI_TOKEN and AGENT_AI_BASE_URL from the environment or .env.",
+        epilog="Reads AGENT_AI_TOKEN, AGENT_AI_BASE_URL, AGENT_AI_TIMEOUT and LOG_LEVEL from "
+        "the environment or .env.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     generate = commands.add_parser("generate", help="generate an avatar from options")
@@ -90,9 +100,19 @@ async def run(args: argparse.Namespace) -> AvatarResult:
     if not token:
         raise CLIError(f"AGENT_AI_TOKEN is not set: {TOKEN_HELP}", ExitCode.USAGE)
     base_url = os.environ.get("AGENT_AI_BASE_URL", "").strip() or DEFAULT_BASE_URL
+    timeout = read_timeout(os.environ.get("AGENT_AI_TIMEOUT", ""))
     request = await build_request(args)
-    async with AvatarClient(token, base_url=base_url) as client:
+    async with AvatarClient(token, base_url=base_url, timeout=timeout) as client:
         return await client.create_avatar(request)
+
+
+def read_timeout(value: str) -> float:
+    try:
+        return timeout_from_text(value)
+    except ValueError:
+        raise CLIError(
+            "AGENT_AI_TIMEOUT is not a positive number of seconds (e.g. 90)", ExitCode.USAGE
+        ) from None
 
 
 async def build_request(args: argparse.Namespace) -> AvatarRequest:
@@ -155,10 +175,11 @@ def result_json(result: AvatarResult, request_kind: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    silence_logging()
     load_dotenv(find_dotenv(usecwd=True), override=False)
-    configure_logging(os.environ.get("LOG_LEVEL", ""))
-    args = build_parser().parse_args(argv)
     try:
+        configure_logging(os.environ.get("LOG_LEVEL", ""))
+        args = build_parser().parse_args(argv)
         result = asyncio.run(run(args))
     except CLIError as error:
         return _fail(str(error), error.code)
@@ -175,13 +196,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return ExitCode.OK
 
 
+def silence_logging() -> None:
+    """Nothing on stderr from logging or warnings (until :func:`configure_logging` says so).
+
+    Python warnings (e.g. Pillow's about a photo's corrupt EXIF) are routed into logging,
+    and the root logger gets a handler that drops everything: without one, logging's
+    last resort would print warnings.
+    """
+    logging.captureWarnings(True)
+    logging.basicConfig(handlers=[logging.NullHandler()], level=logging.CRITICAL + 1, force=True)
+
+
 def configure_logging(level_name: str) -> None:
-    """Only errors by default, so stderr holds the one line that matters; LOG_LEVEL overrides."""
-    level = level_name.strip().upper()
+    """Log to stderr at LOG_LEVEL when it is set; stay silent when it is not."""
+    name = level_name.strip().upper()
+    if not name:
+        return
+    level = logging.getLevelNamesMapping().get(name)
+    if level is None:
+        raise CLIError(
+            "LOG_LEVEL is not a logging level: one of DEBUG, INFO, WARNING, ERROR", ExitCode.USAGE
+        )
     logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else logging.ERROR,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s", force=True
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from .exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    ConnectionLostError,
     UnexpectedResponseError,
     ValidationError,
     make_status_error,
@@ -29,7 +31,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api-lr.agent.ai/v1"
 ACTION_PATH = "/action/heygen_photo_avatar_create_avatar_action"
-DEFAULT_TIMEOUT = 120.0
+DEFAULT_TIMEOUT = 90.0  # seconds for one agent.ai answer (AGENT_AI_TIMEOUT)
 MAX_RESPONSE_BYTES = 1024 * 1024
 RETRYABLE_STATUSES = frozenset({408, 429})
 USER_AGENT = "AvatarBot/0.1 (+aiohttp)"
@@ -39,8 +41,11 @@ USER_AGENT = "AvatarBot/0.1 (+aiohttp)"
 class RetryPolicy:
     """Bounded retries with exponential back-off and "equal" jitter (half fixed, half random).
 
-    Retried: connection errors, timeouts, 408, 429 and 5xx (HTTP or action status).
-    Never retried: any other 4xx, and answers this client cannot read.
+    Retried: failures before the request left (connect errors, DNS, refused), 408, 429
+    and 5xx (HTTP or action status). Never retried: any other 4xx, answers this client
+    cannot read, and a request that left without a whole answer coming back (timed out,
+    or the connection broke): agent.ai may have created the avatar, and a second request
+    would spend a second credit.
     """
 
     max_retries: int = 2
@@ -66,6 +71,17 @@ def is_retryable(error: APIError) -> bool:
         status = error.status if error.status is not None else error.action_status
         return status is not None and (status in RETRYABLE_STATUSES or status >= 500)
     return False
+
+
+def timeout_from_text(value: str) -> float:
+    """``AGENT_AI_TIMEOUT`` as seconds (blank: the default); ValueError unless positive."""
+    value = value.strip()
+    if not value:
+        return DEFAULT_TIMEOUT
+    seconds = float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"not a positive number of seconds: {value!r}")
+    return seconds
 
 
 class AvatarClient:
@@ -142,6 +158,7 @@ class AvatarClient:
                     await before_retry()
 
     async def _attempt(self, body: bytes, output_variable_name: str) -> AvatarResult:
+        """One request, bounded as a whole by the timeout (connect, send, answer)."""
         session = self._get_session()
         headers = {
             "Authorization": f"Bearer {self._token}",
@@ -149,16 +166,41 @@ class AvatarClient:
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        # Counts the body bytes handed to the kernel: more than none means agent.ai may
+        # have the whole request, whatever breaks afterwards.
+        upload = aiohttp.UploadTracker()
         try:
             async with session.post(
-                self._url, data=body, headers=headers, timeout=self._timeout
+                self._url, data=body, headers=headers, timeout=self._timeout, upload_tracker=upload
             ) as response:
                 raw = await self._read_limited(response)
                 return self._parse(response.status, response.headers, raw, output_variable_name)
-        except TimeoutError:
-            raise APITimeoutError("agent.ai did not answer in time") from None
-        except aiohttp.ClientError as error:
-            raise APIConnectionError(f"could not reach agent.ai ({type(error).__name__})") from None
+        except (TimeoutError, aiohttp.ClientError) as error:
+            raise self._transport_error(
+                error, sent=upload.bytes_written > 0, elapsed=loop.time() - started
+            ) from None
+
+    def _transport_error(self, error: Exception, *, sent: bool, elapsed: float) -> APIError:
+        """What a failed attempt means: retryable if nothing left, ambiguous if it did."""
+        cause = type(error).__name__
+        if not sent:
+            when = " in time" if isinstance(error, TimeoutError) else ""
+            return APIConnectionError(f"could not reach agent.ai{when} ({cause})")
+        if isinstance(error, TimeoutError):
+            return APITimeoutError(
+                f"agent.ai did not answer within {self._timeout.total:g} s; the avatar may or "
+                "may not have been created, so the request was not sent again",
+                elapsed=elapsed,
+                cause=cause,
+            )
+        return ConnectionLostError(
+            f"the connection to agent.ai broke after the request was sent ({cause}); the "
+            "avatar may or may not have been created, so the request was not sent again",
+            elapsed=elapsed,
+            cause=cause,
+        )
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -82,11 +82,30 @@ class APIError(AvatarAPIError):
 
 
 class APIConnectionError(APIError):
-    """agent.ai could not be reached, or the connection broke mid-response."""
+    """agent.ai could not be reached: nothing of the request left this machine."""
 
 
-class APITimeoutError(APIConnectionError):
-    """agent.ai did not answer within the configured timeout."""
+class AmbiguousOutcomeError(APIError):
+    """The request left, but no whole answer came back: the avatar may or may not exist.
+
+    Creating an avatar spends a credit and has no idempotency key, so such a request is
+    never sent again automatically. ``elapsed`` is the seconds from the start of the
+    attempt to giving up; ``cause`` names what ended it (e.g. ``TimeoutError``,
+    ``ServerDisconnectedError``), never a value from the request.
+    """
+
+    def __init__(self, message: str, *, elapsed: float, cause: str) -> None:
+        super().__init__(message)
+        self.elapsed = elapsed
+        self.cause = cause
+
+
+class APITimeoutError(AmbiguousOutcomeError):
+    """agent.ai did not answer within the timeout after the request was sent."""
+
+
+class ConnectionLostError(AmbiguousOutcomeError):
+    """The connection broke after the request was sent, before the whole answer came."""
 
 
 class UnexpectedResponseError(APIError):

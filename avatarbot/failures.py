@@ -16,6 +16,7 @@ from avatar_api.exceptions import (
     AuthenticationError,
     AvatarAPIError,
     BadRequestError,
+    ConnectionLostError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -35,6 +36,8 @@ class FailureKind(StrEnum):
     CONNECTION = "connection"
     MAYBE_CREATED = "maybe_created"
     """The create was sent and no answer came: never re-sent, it may or may not exist."""
+    CONNECTION_LOST = "connection_lost"
+    """The connection broke after the create was sent: never re-sent, it may or may not exist."""
     UNEXPECTED_RESPONSE = "unexpected_response"
     INTERRUPTED = "interrupted"
     """The bot stopped with the job queued (never sent) or running (may or may not exist)."""
@@ -51,6 +54,7 @@ _KIND_OF_ERROR: dict[type[AvatarAPIError], FailureKind] = {
     ServerError: FailureKind.SERVER_ERROR,
     APIStatusError: FailureKind.API_STATUS,
     APITimeoutError: FailureKind.MAYBE_CREATED,
+    ConnectionLostError: FailureKind.CONNECTION_LOST,
     APIConnectionError: FailureKind.CONNECTION,
     UnexpectedResponseError: FailureKind.UNEXPECTED_RESPONSE,
 }

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values, find_dotenv
 
-from avatar_api.client import DEFAULT_BASE_URL
+from avatar_api.client import DEFAULT_BASE_URL, DEFAULT_TIMEOUT, timeout_from_text
 
 from .store.url import StoreConfigError, parse_database_url
 
@@ -28,6 +28,7 @@ _HELP = {
     "LOG_LEVEL": "one of DEBUG, INFO, WARNING, ERROR",
     "METRICS_PORT": "a TCP port from 1 to 65535 for /metrics and /healthz, or unset for none",
     "METRICS_HOST": "the address to serve /metrics and /healthz on, such as 127.0.0.1 or 0.0.0.0",
+    "AGENT_AI_TIMEOUT": f"seconds to wait for one agent.ai answer, e.g. {DEFAULT_TIMEOUT:g}",
 }
 
 
@@ -49,6 +50,7 @@ class Settings:
     log_level: int = logging.INFO
     metrics_port: int | None = None  # None: no port opened; 0 (tests): any free port
     metrics_host: str = DEFAULT_METRICS_HOST
+    agent_ai_timeout: float = DEFAULT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -63,6 +65,7 @@ class Settings:
             log_level=_log_level(env.get("LOG_LEVEL", "")),
             metrics_port=_metrics_port(env.get("METRICS_PORT", "")),
             metrics_host=_metrics_host(env.get("METRICS_HOST", "")),
+            agent_ai_timeout=_agent_ai_timeout(env.get("AGENT_AI_TIMEOUT", "")),
         )
 
 
@@ -143,3 +146,10 @@ def _metrics_host(value: str) -> str:
     if not host.isascii() or not host.isprintable() or any(c in host for c in " /?#@"):
         raise SettingsError("METRICS_HOST", "is not a host name or address")
     return host
+
+
+def _agent_ai_timeout(value: str) -> float:
+    try:
+        return timeout_from_text(value)
+    except ValueError:
+        raise SettingsError("AGENT_AI_TIMEOUT", "is not a positive number of seconds") from None

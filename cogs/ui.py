@@ -202,6 +202,9 @@ _FAILURES: dict[FailureKind, str] = {
     "minutes.",
     FailureKind.MAYBE_CREATED: "agent.ai did not answer in time, so your avatar may or may not "
     "have been created. It was not sent again; check your HeyGen account before you try again.",
+    FailureKind.CONNECTION_LOST: "The connection to agent.ai broke after your request was sent. "
+    "Your avatar may or may not have been created. It was not sent again; check your HeyGen "
+    "account before you try again.",
     FailureKind.CONNECTION: "The bot could not reach agent.ai. Try again in a few minutes.",
     FailureKind.UNEXPECTED_RESPONSE: "agent.ai answered in a way the bot does not understand. "
     "Try again later; if it keeps happening, tell a server admin.",

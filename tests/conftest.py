@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,8 +16,41 @@ from avatar_api.client import AvatarClient, RetryPolicy
 from bot import AvatarBot
 from tests.bot_world import Bots, World, populate, sqlite_url
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
+from tests.store_fixtures import (
+    POSTGRES_URL_ENV,
+    create_worker_database,
+    drop_worker_database,
+    worker_database_url,
+)
 
 FAST_RETRY = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05, max_retry_after=0.2)
+_WORKER_DATABASE = pytest.StashKey[tuple[str, str]]()  # (base URL, this worker's URL)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, point this worker at a PostgreSQL database of its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    base_url = os.environ.get(POSTGRES_URL_ENV)
+    if not worker or not base_url:
+        return
+    worker_url = worker_database_url(base_url, worker)
+    asyncio.run(create_worker_database(base_url, worker_url))
+    os.environ[POSTGRES_URL_ENV] = worker_url
+    config.stash[_WORKER_DATABASE] = (base_url, worker_url)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first: under pytest-xdist they start at once, and the other worker and
+    then both share the rest, instead of one long test ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    urls = config.stash.get(_WORKER_DATABASE, None)
+    if urls is not None:
+        base_url, worker_url = urls
+        asyncio.run(drop_worker_database(base_url, worker_url))
+        os.environ[POSTGRES_URL_ENV] = base_url
 
 
 @pytest.fixture

@@ -92,6 +92,7 @@ class FakeAgentAI:
         self._window: deque[float] = deque()
         self._runner: web.AppRunner | None = None
         self._hang = asyncio.Event()
+        self.received = asyncio.Event()  # set at each recorded request; a test may clear it
         self.base_url = ""
 
     async def start(self) -> str:
@@ -147,6 +148,7 @@ class FakeAgentAI:
         if not self.keep_photos and "photos_json" in body:
             body["photos_json"] = f"<{len(body['photos_json'])} characters>"
         self.requests.append(RecordedRequest(body, dict(request.headers), time.monotonic()))
+        self.received.set()
         reply = self._script.popleft() if self._script else None
         await asyncio.sleep(reply.delay if reply and reply.delay else self.delay)
         return await self._render(request, reply or self._success(body))

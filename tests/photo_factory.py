@@ -84,6 +84,20 @@ def exif_bytes(*, orientation: int | None = None, gps: bool = False) -> bytes:
     return exif.tobytes()
 
 
+def corrupt_exif_bytes() -> bytes:
+    """An EXIF block like Pillow's own ``hopper_bad_exif.jpg``: a tag points past its end.
+
+    Reading it makes Pillow warn (``UserWarning``) and carry on without the tag.
+    """
+    make, ascii_type, count, offset_past_the_end = 0x010F, 2, 8, 0x7FFF
+    ifd = struct.pack("<HHHLLL", 1, make, ascii_type, count, offset_past_the_end, 0)
+    return b"Exif\x00\x00" + b"II*\x00" + struct.pack("<L", 8) + ifd + bytes(32)
+
+
+def jpeg_with_corrupt_exif(image: Image.Image) -> bytes:
+    return encode(image, "JPEG", quality=90, exif=corrupt_exif_bytes())
+
+
 def srgb_icc_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 

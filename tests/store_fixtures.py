@@ -2,7 +2,8 @@
 (or conftest) with ``from tests.store_fixtures import *``-style explicit imports.
 
 PostgreSQL runs only when ``AVATARBOT_TEST_POSTGRES_URL`` is set; each test gets a
-fresh schema (via ``search_path``) that is dropped afterwards.
+fresh schema (via ``search_path``) that is dropped afterwards. Under pytest-xdist each
+worker runs on a database of its own, made from that URL (see ``tests/conftest.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -65,6 +67,33 @@ async def _pg_execute(url: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+def worker_database_url(base_url: str, worker: str) -> str:
+    """The base URL's database with the xdist worker's name appended (``test`` -> ``test_gw0``)."""
+    parts = urlsplit(base_url)
+    database = parts.path.lstrip("/") or "postgres"
+    return urlunsplit(parts._replace(path=f"/{database}_{worker}"))
+
+
+def _database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+async def create_worker_database(base_url: str, worker_url: str) -> None:
+    """A fresh, empty database for one xdist worker (one left by a killed run is replaced).
+
+    Each worker needs its own: advisory locks (migrations, guilds) are per database, so
+    tests in different schemas of one database would wait on each other.
+    """
+    name = _database_name(worker_url)
+    await _pg_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await _pg_execute(base_url, f'CREATE DATABASE "{name}"')
+
+
+async def drop_worker_database(base_url: str, worker_url: str) -> None:
+    name = _database_name(worker_url)
+    await _pg_execute(base_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(params=BACKENDS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -196,3 +197,119 @@ async def test_upload_prints_every_preflight_problem_on_one_line(
     forced = await run_cli("upload", "a.jpg", "--no-preflight", env=env, cwd=tmp_path)
     assert forced.code == 0, forced.stderr
     assert fake_agent_ai.calls == 1
+
+
+def test_the_corrupt_exif_photo_makes_pillow_warn() -> None:
+    """The input of the next tests: Pillow warns when it reads this photo's EXIF."""
+    from PIL import Image
+
+    from tests.photo_factory import jpeg_with_corrupt_exif
+
+    data = jpeg_with_corrupt_exif(Image.new("RGB", (600, 600), (90, 90, 90)))
+    pillow_warns = pytest.warns(UserWarning, match=r"(?i)truncated|corrupt|tag data")
+    with pillow_warns, Image.open(io.BytesIO(data)) as image:
+        image.getexif()
+
+
+async def test_a_refused_photo_with_corrupt_exif_is_one_line_and_no_warning(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from tests.photo_factory import jpeg_with_corrupt_exif
+
+    photo = tmp_path / "bad_exif.jpg"
+    photo.write_bytes(jpeg_with_corrupt_exif(Image.new("RGB", (600, 600), (90, 90, 90))))
+
+    done = await run_cli("upload", str(photo), env=env, cwd=tmp_path)
+
+    assert done.code == 3
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: invalid input: ")
+    assert "Warning" not in done.stderr
+    assert fake_agent_ai.calls == 0
+
+
+async def test_a_sent_photo_with_corrupt_exif_prints_nothing_on_stderr(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.bot_world import face_image
+    from tests.photo_factory import jpeg_with_corrupt_exif
+
+    photo = tmp_path / "bad_exif.jpg"
+    photo.write_bytes(jpeg_with_corrupt_exif(face_image()))
+
+    done = await run_cli("upload", str(photo), env=env, cwd=tmp_path)
+    assert (done.code, done.stderr) == (0, "")
+    assert fake_agent_ai.calls == 1
+
+    logged = await run_cli("upload", str(photo), env={**env, "LOG_LEVEL": "INFO"}, cwd=tmp_path)
+    assert logged.code == 0, logged.stderr
+    assert "WARNING py.warnings:" in logged.stderr  # captured into logging, not lost
+    assert "INFO " in logged.stderr
+
+
+async def test_retries_print_nothing_unless_log_level_is_set(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_agent_ai.script(Reply(status=503, body={}), Reply(status=502, body={}))
+
+    done = await run_cli("generate", env=env, cwd=tmp_path)
+
+    assert (done.code, done.stderr) == (0, "")
+    assert json.loads(done.stdout)["group_id"]
+    assert fake_agent_ai.calls == 3
+
+    fake_agent_ai.script(Reply(status=503, body={}))
+    logged = await run_cli("generate", env={**env, "LOG_LEVEL": "WARNING"}, cwd=tmp_path)
+    assert logged.code == 0
+    assert logged.stderr.count("WARNING avatar_api.client: agent.ai attempt 1 failed") == 1
+
+
+async def test_retries_that_all_fail_end_in_one_line(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_agent_ai.script(*[Reply(status=503, body={})] * 3)
+
+    done = await run_cli("generate", env=env, cwd=tmp_path)
+
+    assert done.code == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: agent.ai request failed: agent.ai failed on its side")
+    assert fake_agent_ai.calls == 3
+
+
+async def test_an_unanswered_request_is_one_line_saying_it_was_not_sent_again(
+    fake_agent_ai: FakeAgentAI, env: dict[str, str], tmp_path: Path
+) -> None:
+    fake_agent_ai.script(Reply(kind="hang"))
+
+    done = await run_cli("generate", env={**env, "AGENT_AI_TIMEOUT": "0.5"}, cwd=tmp_path)
+
+    assert done.code == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "did not answer within 0.5 s" in done.stderr
+    assert "may or may not have been created" in done.stderr
+    assert fake_agent_ai.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "args", "fragment"),
+    [
+        ({"AGENT_AI_TIMEOUT": "soon"}, ("generate",), "AGENT_AI_TIMEOUT"),
+        ({"LOG_LEVEL": "LOUD"}, ("generate",), "LOG_LEVEL"),
+        ({}, ("generate", "--age", "Teen"), "invalid choice"),
+        ({}, (), "required"),
+        ({}, ("upload",), "required"),
+    ],
+    ids=["timeout", "log-level", "choice", "no-command", "no-photo"],
+)
+async def test_usage_and_configuration_errors_are_one_line(
+    env: dict[str, str], tmp_path: Path, extra: dict[str, str], args: tuple[str, ...], fragment: str
+) -> None:
+    done = await run_cli(*args, env={**env, **extra}, cwd=tmp_path)
+
+    assert done.code == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("error: ")
+    assert fragment in done.stderr

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from avatar_api import (
+    AmbiguousOutcomeError,
     APIConnectionError,
     APIStatusError,
     APITimeoutError,
@@ -17,6 +20,7 @@ from avatar_api import (
     AvatarClient,
     AvatarRequest,
     BadRequestError,
+    ConnectionLostError,
     NotFoundError,
     PermissionDeniedError,
     Photo,
@@ -27,8 +31,12 @@ from avatar_api import (
     ValidationError,
 )
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
+from avatarbot.settings import Settings, SettingsError
+from bot import open_services
+from tests.bot_world import DISCORD_TOKEN, settings_for, sqlite_url
 from tests.conftest import FAST_RETRY
 from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
+from tests.tcp_proxy import TcpProxy
 
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -212,38 +220,123 @@ async def test_action_level_failure_inside_http_200(
     assert fake_agent_ai.calls == calls
 
 
-async def test_a_response_that_never_comes_times_out(
+async def test_a_response_that_never_comes_times_out_and_is_not_sent_again(
     fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
 ) -> None:
     client = AvatarClient(
-        TOKEN, base_url=fake_agent_ai.base_url, session=http_session, timeout=0.2, retry=FAST_RETRY
+        TOKEN, base_url=fake_agent_ai.base_url, session=http_session, timeout=0.3, retry=FAST_RETRY
     )
     fake_agent_ai.script(*[Reply(kind="hang")] * 3)
+
+    started = time.monotonic()
+    with pytest.raises(APITimeoutError) as caught:
+        await client.create_avatar(AvatarRequest.generate())
+    waited = time.monotonic() - started
+
+    assert fake_agent_ai.calls == 1  # it may have created an avatar: never a second credit
+    error = caught.value
+    assert isinstance(error, AmbiguousOutcomeError)
+    assert not isinstance(error, APIConnectionError)
+    assert 0.25 <= error.elapsed <= waited < 2.0
+    assert "TimeoutError" in error.cause
+    assert "may or may not have been created" in str(error)
+    assert "not sent again" in str(error)
+
+
+async def test_a_transient_status_then_no_answer_stops_at_the_unanswered_request(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    client = AvatarClient(
+        TOKEN, base_url=fake_agent_ai.base_url, session=http_session, timeout=0.3, retry=FAST_RETRY
+    )
+    fake_agent_ai.script(Reply(status=503, body={}), Reply(kind="hang"), Reply(kind="hang"))
 
     with pytest.raises(APITimeoutError):
         await client.create_avatar(AvatarRequest.generate())
 
-    assert fake_agent_ai.calls == 3
+    assert fake_agent_ai.calls == 2
 
 
-async def test_connection_reset_mid_body_is_a_retried_connection_error(
+async def test_a_connection_broken_after_sending_is_not_sent_again(
     avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
 ) -> None:
     fake_agent_ai.script(*[Reply(kind="reset")] * 3)
 
-    with pytest.raises(APIConnectionError) as caught:
+    with pytest.raises(ConnectionLostError) as caught:
         await avatar_client.create_avatar(AvatarRequest.generate())
 
-    assert not isinstance(caught.value, APITimeoutError)
-    assert fake_agent_ai.calls == 3
+    assert fake_agent_ai.calls == 1
+    assert isinstance(caught.value, AmbiguousOutcomeError)
+    assert caught.value.cause in {"ClientPayloadError", "ServerDisconnectedError"}
+    assert "may or may not have been created" in str(caught.value)
+
+
+async def test_an_upload_broken_after_sending_is_not_sent_again(
+    avatar_client: AvatarClient, fake_agent_ai: FakeAgentAI
+) -> None:
+    fake_agent_ai.script(*[Reply(kind="reset")] * 3)
+
+    with pytest.raises(ConnectionLostError):
+        await avatar_client.create_avatar(
+            AvatarRequest.upload([Photo.from_bytes(JPEG_HEAD * 200)], name="big")
+        )
+
+    assert fake_agent_ai.calls == 1
+
+
+async def test_a_refused_connection_sent_nothing_and_is_retried(
+    fake_agent_ai: FakeAgentAI, http_session: aiohttp.ClientSession
+) -> None:
+    port = int(fake_agent_ai.base_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = TcpProxy("127.0.0.1", port)
+    await proxy.start()
+    await proxy.cut()  # the port now refuses connections; restarting it listens again
+    client = AvatarClient(
+        TOKEN, base_url=f"http://127.0.0.1:{proxy.port}/v1", session=http_session, retry=FAST_RETRY
+    )
+    try:
+        result = await client.create_avatar(AvatarRequest.generate(), before_retry=proxy.start)
+    finally:
+        await proxy.cut()
+
+    assert result.group_id == "grp_000001"
+    assert fake_agent_ai.calls == 1
 
 
 async def test_nothing_listening_is_a_connection_error(http_session: aiohttp.ClientSession) -> None:
     client = AvatarClient(
         TOKEN, base_url="http://127.0.0.1:9/v1", session=http_session, retry=FAST_RETRY
     )
-    with pytest.raises(APIConnectionError, match=r"could not reach agent\.ai"):
+    with pytest.raises(APIConnectionError, match=r"could not reach agent\.ai") as caught:
         await client.create_avatar(AvatarRequest.generate())
+    assert not isinstance(caught.value, AmbiguousOutcomeError)
+
+
+def test_the_default_timeout_is_agent_ai_timeouts_default() -> None:
+    assert AvatarClient(TOKEN)._timeout.total == 90
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("", 90.0), ("12.5", 12.5), (" 3 ", 3.0)])
+def test_agent_ai_timeout_is_read_from_the_environment(value: str, seconds: float) -> None:
+    env = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN, "AGENT_AI_TIMEOUT": value}
+    assert Settings.from_env(env).agent_ai_timeout == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "ninety", "1e999"])
+def test_a_malformed_agent_ai_timeout_is_one_clear_settings_error(value: str) -> None:
+    env = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN, "AGENT_AI_TIMEOUT": value}
+    with pytest.raises(SettingsError, match=r"^AGENT_AI_TIMEOUT is not a positive number"):
+        Settings.from_env(env)
+
+
+async def test_the_bot_gives_its_client_agent_ai_timeout(
+    fake_agent_ai: FakeAgentAI, tmp_path: Path
+) -> None:
+    settings = dataclasses.replace(
+        settings_for(fake_agent_ai, sqlite_url(tmp_path)), agent_ai_timeout=7.0
+    )
+    async with open_services(settings) as services:
+        assert services.avatar_client._timeout.total == 7.0
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,10 @@ the queue. The client's timeout and back-off are shrunk (see ``make_api_fast``).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
 from avatarbot.failures import FailureKind
@@ -17,6 +19,7 @@ from tests.bot_world import QUEUE_POLL_SECONDS, World, outcome
 from tests.fake_agent_ai import Reply
 from tests.fault_helpers import (
     ATTEMPTS,
+    FAST_RETRY,
     FAST_TIMEOUT_SECONDS,
     assert_another_member_is_served,
     declare_agent_ai_calls_external,
@@ -65,7 +68,9 @@ FAULTS: dict[str, Fault] = {
     "http-502": Fault(status(502), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
     "http-503": Fault(status(503), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
     "http-504": Fault(status(504), FailureKind.SERVER_ERROR, "failed on their side", ATTEMPTS),
-    "reset-mid-body": Fault(Reply(kind="reset"), FailureKind.CONNECTION, "could not reach", 3),
+    "reset-mid-body": Fault(
+        Reply(kind="reset"), FailureKind.CONNECTION_LOST, "may or may not have been created", 1
+    ),
     "html-200": Fault(
         Reply(kind="raw", raw=b"<html><body>Bad gateway</body></html>"),
         FailureKind.UNEXPECTED_RESPONSE,
@@ -143,12 +148,12 @@ async def test_agent_ai_fault_is_explained_refunded_and_not_repeated(
     await assert_another_member_is_served(world, wait_seconds=wait)
 
 
-async def test_an_answer_that_never_comes_times_out_each_attempt(fast_world: World) -> None:
+async def test_an_answer_that_never_comes_is_not_sent_again(fast_world: World) -> None:
     """The client's timeout is a timer: SimCord fires it when told that the (loopback) agent.ai
     call is external input, so virtual time moves past it without waiting in real time."""
     world = fast_world
     declare_agent_ai_calls_external(world)
-    world.fake.script(*[Reply(kind="hang")] * ATTEMPTS)
+    world.fake.script(Reply(kind="hang"))  # a re-send would get the next, real answer
 
     result = await world.alice.slash(world.channel, "avatar generate")
     await world.env.advance_time(ATTEMPTS * (FAST_TIMEOUT_SECONDS + 0.1) + 1)
@@ -156,12 +161,54 @@ async def test_an_answer_that_never_comes_times_out_each_attempt(fast_world: Wor
     text = outcome(result).embeds[0].description or ""
     assert outcome(result).ephemeral
     assert "did not answer in time" in text
+    assert "may or may not have been created" in text
+    assert "not sent again" in text
     assert QUOTA_NOTE in text
-    assert world.fake.calls == ATTEMPTS
+    assert world.fake.calls == 1  # it may have spent a credit: never a second one
     job = await only_job_of(world, world.alice)
     assert (job.state, job.error_kind) == (JobState.FAILED, FailureKind.MAYBE_CREATED)
     assert (await quota_of(world, world.alice)).user_used == 0
     await assert_another_member_is_served(world, wait_seconds=1)
+
+
+async def test_the_member_hears_within_the_timeout_plus_ten_seconds_of_sending(
+    world: World,
+) -> None:
+    world.bot.avatar_client._retry = FAST_RETRY
+    timeout = 5.0
+    world.bot.avatar_client._timeout = aiohttp.ClientTimeout(total=timeout)
+    declare_agent_ai_calls_external(world)
+    world.fake.script(Reply(kind="hang"))
+
+    result = await world.alice.slash(world.channel, "avatar generate")
+    # In real time: the request may still be on its way over loopback.
+    await asyncio.wait_for(world.fake.received.wait(), timeout=10)
+    assert world.fake.calls == 1
+    sent = world.env.now()
+    progress = outcome(result).content or ""
+
+    await world.env.advance_time(timeout - 1)
+    assert (outcome(result).content or "") == progress, "told before the timeout"
+    assert not outcome(result).embeds
+
+    await world.env.advance_time(2)
+    told = world.env.now()
+    assert (told - sent).total_seconds() <= timeout + 10
+    reply = outcome(result)
+    assert reply.ephemeral
+    text = reply.embeds[0].description or ""
+    assert text.startswith("agent.ai did not answer in time")
+    assert "may or may not have been created" in text
+    assert "not sent again" in text
+    assert QUOTA_NOTE in text
+    assert world.fake.calls == 1
+    job = await only_job_of(world, world.alice)
+    assert (job.state, job.error_kind, job.notified) == (
+        JobState.FAILED,
+        FailureKind.MAYBE_CREATED,
+        True,
+    )
+    assert (await quota_of(world, world.alice)).user_used == 0
 
 
 async def test_a_429_pauses_the_queue_for_its_retry_after(fast_world: World) -> None:

@@ -282,6 +282,7 @@ OUTAGE_SECONDS = 2.0
 OUTAGE_JOBS = 6
 
 
+@pytest.mark.slow
 async def test_a_brief_database_outage_loses_nothing(
     proxied_postgres: tuple[str, str, TcpProxy],
     fake_agent_ai: FakeAgentAI,

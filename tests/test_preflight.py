@@ -201,6 +201,7 @@ async def test_async_runs_off_the_event_loop() -> None:
     assert ticks > 1
 
 
+@pytest.mark.slow
 def test_detector_is_safe_from_several_threads() -> None:
     photos = [c.photo for c in by_category("clear_face")[:4]]
     expected = [preflight_photos([p]).photos[0].faces for p in photos]

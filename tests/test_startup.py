@@ -20,7 +20,7 @@ from aiohttp import web
 from avatarbot import __version__
 from avatarbot.settings import Settings
 from avatarbot.store import open_store
-from avatarbot.store.migrations import MIGRATIONS
+from avatarbot.store.migrations import LATEST_VERSION
 from tests.bot_world import DISCORD_TOKEN, QUEUE_POLL_SECONDS, Bots, outcome
 from tests.fake_agent_ai import TOKEN, FakeAgentAI
 from tests.processes import run_python
@@ -49,6 +49,7 @@ VALID = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN}
         ({**VALID, "DATABASE_URL": "mysql://x"}, "DATABASE_URL", "postgresql://"),
         ({**VALID, "DISCORD_DEV_GUILD_ID": "abc"}, "DISCORD_DEV_GUILD_ID", "server id"),
         ({**VALID, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO"),
+        ({**VALID, "AGENT_AI_TIMEOUT": "soon"}, "AGENT_AI_TIMEOUT", "positive number of seconds"),
     ],
 )
 async def test_bad_settings_stop_start_up_with_one_line(
@@ -198,7 +199,7 @@ async def test_check_migrates_the_database_and_never_logs_in(
     assert "Traceback" not in err
     store = await open_store(f"sqlite:///{database}")
     try:
-        assert await store.schema_version() == len(MIGRATIONS)
+        assert await store.schema_version() == LATEST_VERSION
     finally:
         await store.close()
 

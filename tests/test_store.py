@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
 from avatarbot.failures import FailureKind
 from avatarbot.store import SqlStore, StoreConfigError, open_store
@@ -22,7 +25,8 @@ from avatarbot.store.base import (
     RefusalReason,
     SourceType,
 )
-from avatarbot.store.migrations import MIGRATIONS
+from avatarbot.store.migrations import LATEST_VERSION
+from avatarbot.store.schema import schema_version
 from avatarbot.store.url import Backend, parse_database_url
 from tests.store_fixtures import Clock, StoreFactory, clock, store, store_factory
 
@@ -77,7 +81,7 @@ async def claim_all(store: SqlStore, clock: Clock, worker: str = "w1") -> list[J
 async def test_memory_store_opens_and_migrates() -> None:
     store = await open_store("sqlite:///:memory:")
     try:
-        assert await store.schema_version() == len(MIGRATIONS)
+        assert await store.schema_version() == LATEST_VERSION
         assert await store.get_guild_settings(5) == GuildSettings(5)
     finally:
         await store.close()
@@ -139,13 +143,38 @@ async def test_migrations_are_idempotent(store_factory: StoreFactory) -> None:
     first = await store_factory.open()
     assert await first.migrate() == 0
     again = await store_factory.open()
-    assert await again.schema_version() == len(MIGRATIONS)
+    assert await again.schema_version() == LATEST_VERSION
 
 
 async def test_concurrent_starters_migrate_once(store_factory: StoreFactory) -> None:
     stores = await asyncio.gather(*(store_factory.open() for _ in range(5)))
     for opened in stores:
-        assert await opened.schema_version() == len(MIGRATIONS)
+        assert await opened.schema_version() == LATEST_VERSION
+    async with stores[0].engine.connect() as conn:
+        steps = await conn.scalar(select(func.count()).select_from(schema_version))
+    assert steps == 1  # one starter created the database; the others found it
+
+
+async def test_a_starter_waits_for_a_lock_another_process_holds_on_a_new_sqlite_file(
+    tmp_path: Path,
+) -> None:
+    """Switching a new file to WAL needs an exclusive lock, which SQLite refuses at once
+    (no busy wait) while another connection writes: the starter must wait, not fail."""
+    path = tmp_path / "new.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE elsewhere (x INTEGER)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO elsewhere VALUES (1)")
+    asyncio.get_running_loop().call_later(0.3, other.commit)
+    try:
+        store = await open_store(f"sqlite:///{path}")
+    finally:
+        other.close()
+
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+    with contextlib.closing(sqlite3.connect(path)) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 # --- settings -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from avatarbot.timeutil import utc_now
 
 from .base import Store
-from .dialect import create_engine
+from .dialect import create_engine, use_wal
 from .sql import SqlStore
 from .url import Backend, StoreConfigError, parse_database_url
 
@@ -40,6 +40,7 @@ async def open_store(
     engine = create_engine(target, schema=schema)
     store = SqlStore(engine, target.backend, in_memory=target.in_memory, clock=clock)
     try:
+        await use_wal(engine, target)
         applied = await store.migrate()
     except (DBAPIError, OSError) as error:
         await engine.dispose()

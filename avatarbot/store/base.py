@@ -213,8 +213,12 @@ class Store(Protocol):
     # --- settings -------------------------------------------------------------
     async def get_guild_settings(self, guild_id: int) -> GuildSettings: ...
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
-        """Apply the named fields of :class:`GuildSettings`; an unknown name is a ValueError."""
+    async def update_guild_settings(self, guild_id: int, /, **changes: object) -> GuildSettings:
+        """Apply the named fields of :class:`GuildSettings`; an unknown name is a ValueError.
+
+        ``guild_id`` is positional-only, so a change named ``guild_id`` is refused as
+        unknown (a ValueError), never a TypeError.
+        """
         ...
 
     # --- blocks ---------------------------------------------------------------

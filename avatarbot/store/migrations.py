@@ -1,10 +1,27 @@
-"""Versioned schema migrations, applied at start-up, one transaction each.
+"""Schema versions: a new database is created from the tables, an older one upgraded.
 
-:mod:`avatarbot.store.schema` is the schema; these are the frozen steps that take
-any database made by an earlier release to it. Change the schema by editing the
-tables there and appending the migration that ``tests/test_schema.py`` prints
-(it compares a migrated database with the tables on both backends), never by
-editing a released one. ``schema_version`` holds one row per applied migration.
+:mod:`avatarbot.store.schema` is the one description of the schema. A database
+without ``schema_version`` is created from it (``metadata.create_all``) and stamped
+at :data:`LATEST_VERSION`; a database made by an earlier release, at version N, is
+upgraded by the delta migrations N+1, N+2, … below, one transaction each, under
+the migration lock (:func:`dialect.lock_migrations`), so concurrent starters apply
+each exactly once. ``schema_version`` holds one row per step applied: the creation
+(at the version it created) and every delta since.
+
+To change the schema:
+
+1. edit the tables in ``schema.py``;
+2. append a ``Migration(next_version, description, steps)`` to :data:`MIGRATIONS`
+   that takes a database at the previous version to the new tables. Derive its
+   steps from the tables where possible: ``CreateIndex(schema.some_index)``,
+   ``CreateTable(schema.some_table)``, :func:`add_column` (``schema.jobs.c.name``),
+   plain SQL strings for the rest (data updates, dropped columns);
+3. run ``tests/test_schema.py``: it upgrades a database of the first release
+   (``tests/schema_v1.py``) to the latest version and compares it, and a new
+   database, with the tables on SQLite and PostgreSQL; on a difference it prints
+   the operations still missing.
+
+Never edit a released migration: databases out there already ran it.
 """
 
 from __future__ import annotations
@@ -13,115 +30,41 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Column, Connection, Executable, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.schema import CreateColumn
 
-from . import dialect
-from .schema import schema_version
+from .schema import dispatch_state, metadata, schema_version
 from .url import Backend
 
 log = logging.getLogger(__name__)
 
-DdlFor = Callable[[Backend], Sequence[str]]
+# One step of a migration: SQL text, a SQLAlchemy statement or DDL element
+# (``CreateIndex(schema.ix_jobs_user)``), or a function run on the sync connection.
+Step = str | Executable | Callable[[Connection], Any]
+StepsFor = Callable[[Backend], Sequence[Step]]
+DdlFor = StepsFor  # the older name
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     description: str
-    statements: DdlFor
+    statements: StepsFor
 
 
-def _v1_statements(backend: Backend) -> list[str]:
-    id_pk = dialect.identity_primary_key(backend)
-    ts = "TIMESTAMP WITH TIME ZONE"
-    return [
-        f"""CREATE TABLE guild_settings (
-            guild_id BIGINT PRIMARY KEY,
-            enabled BOOLEAN NOT NULL,
-            uploads_allowed BOOLEAN NOT NULL,
-            cooldown_seconds INTEGER NOT NULL,
-            user_daily_quota INTEGER NOT NULL,
-            guild_daily_quota INTEGER NOT NULL,
-            log_channel_id BIGINT,
-            allowed_channel_ids TEXT NOT NULL,
-            required_role_ids TEXT NOT NULL,
-            blocked_words TEXT NOT NULL,
-            disabled_checks TEXT NOT NULL,
-            updated_at {ts} NOT NULL
-        )""",
-        f"""CREATE TABLE blocks (
-            guild_id BIGINT NOT NULL,
-            user_id BIGINT NOT NULL,
-            reason TEXT NOT NULL,
-            blocked_by BIGINT NOT NULL,
-            created_at {ts} NOT NULL,
-            PRIMARY KEY (guild_id, user_id)
-        )""",
-        f"""CREATE TABLE consents (
-            user_id BIGINT PRIMARY KEY,
-            consented_at {ts} NOT NULL
-        )""",
-        f"""CREATE TABLE jobs (
-            id {id_pk},
-            guild_id BIGINT NOT NULL,
-            channel_id BIGINT NOT NULL,
-            user_id BIGINT NOT NULL,
-            mode TEXT NOT NULL,
-            state TEXT NOT NULL,
-            options TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            photo_sizes TEXT NOT NULL,
-            created_at {ts} NOT NULL,
-            started_at {ts},
-            finished_at {ts},
-            group_id TEXT,
-            avatar_status TEXT,
-            error_kind TEXT,
-            error_message TEXT,
-            refusal TEXT,
-            notified BOOLEAN NOT NULL,
-            guild_turn BIGINT,
-            member_turn BIGINT,
-            forgotten BOOLEAN NOT NULL,
-            claimed_by TEXT
-        )""",
-        "CREATE INDEX ix_jobs_active ON jobs (state, guild_id)",
-        "CREATE INDEX ix_jobs_member ON jobs (guild_id, user_id, created_at)",
-        "CREATE INDEX ix_jobs_guild ON jobs (guild_id, created_at)",
-        "CREATE INDEX ix_jobs_user ON jobs (user_id)",
-        "CREATE INDEX ix_jobs_owner ON jobs (owner, notified)",
-        "CREATE INDEX ix_jobs_guild_turn ON jobs (guild_id, guild_turn)",
-        "CREATE INDEX ix_jobs_member_turn ON jobs (guild_id, user_id, member_turn)",
-        f"""CREATE TABLE quota_resets (
-            id {id_pk},
-            guild_id BIGINT NOT NULL,
-            user_id BIGINT NOT NULL,
-            reset_at {ts} NOT NULL
-        )""",
-        "CREATE INDEX ix_quota_resets_member ON quota_resets (guild_id, user_id, reset_at)",
-        f"""CREATE TABLE dispatch_state (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            paused_until {ts},
-            guild_clock BIGINT NOT NULL
-        )""",
-        "INSERT INTO dispatch_state (id, paused_until, guild_clock) VALUES (1, NULL, 0)",
-        """CREATE TABLE guild_clocks (
-            guild_id BIGINT PRIMARY KEY,
-            member_clock BIGINT NOT NULL
-        )""",
-        f"""CREATE TABLE claims (
-            id {id_pk},
-            claimed_at {ts} NOT NULL,
-            worker TEXT NOT NULL
-        )""",
-        "CREATE INDEX ix_claims_at ON claims (claimed_at)",
-        f"""CREATE TABLE workers (
-            worker_id TEXT PRIMARY KEY,
-            last_seen {ts} NOT NULL
-        )""",
-    ]
+def add_column(column: Column[Any]) -> Callable[[Connection], None]:
+    """``ALTER TABLE … ADD COLUMN`` compiled from the column as ``schema.py`` declares it
+    (type, NOT NULL, server default: a NOT NULL column on a table with rows needs one)."""
+
+    def add(conn: Connection) -> None:
+        preparer = conn.dialect.identifier_preparer
+        definition = CreateColumn(column).compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE {preparer.format_table(column.table)} ADD {definition}"))
+
+    return add
 
 
 # Version 1 stored an error's class name; version 2 stores a FailureKind value.
@@ -150,23 +93,27 @@ def _v2_statements(backend: Backend) -> list[str]:
     ]
 
 
+# Version 1 (the first release) is the base: a database older than that has none of
+# our tables, and a new one is created from the tables at LATEST_VERSION.
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "settings, blocks, consent, jobs, quota resets, dispatch", _v1_statements),
     Migration(2, "typed failure kinds", _v2_statements),
+    # Append the next version here.
 )
-
-_SCHEMA_VERSION_DDL = """CREATE TABLE IF NOT EXISTS schema_version (
-    version INTEGER PRIMARY KEY,
-    description TEXT NOT NULL,
-    applied_at TIMESTAMP WITH TIME ZONE NOT NULL
-)"""
+FIRST_VERSION = 1
+LATEST_VERSION = max((m.version for m in MIGRATIONS), default=FIRST_VERSION)
 
 
 async def current_version(conn: AsyncConnection) -> int:
+    if not await conn.run_sync(_has_schema_version):
+        return 0
     version = await conn.scalar(
         select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
     )
     return int(version or 0)
+
+
+def _has_schema_version(conn: Connection) -> bool:
+    return inspect(conn).has_table(schema_version.name)
 
 
 async def migrate_step(
@@ -174,26 +121,50 @@ async def migrate_step(
     backend: Backend,
     now: datetime,
     migrations: Sequence[Migration] = MIGRATIONS,
-) -> Migration | None:
-    """Apply the next pending migration inside the caller's transaction; None when up to date.
+) -> int | None:
+    """Take the database one step on inside the caller's transaction: create it from the
+    tables when new, else apply the next pending delta. Returns the version reached, or
+    None when already up to date.
 
     The caller's transaction must hold the migration lock (see :func:`dialect.lock_migrations`),
-    so concurrent starters apply each migration exactly once.
+    so concurrent starters apply each step exactly once.
     """
-    await conn.execute(text(_SCHEMA_VERSION_DDL))
+    if not await conn.run_sync(_has_schema_version):
+        return await _create_from_tables(conn, now, migrations)
     version = await current_version(conn)
     pending = [m for m in migrations if m.version > version]
     if not pending:
         return None
     migration = min(pending, key=lambda m: m.version)
-    for statement in migration.statements(backend):
-        await conn.execute(text(statement))
-    await conn.execute(
-        insert(schema_version).values(
-            version=migration.version,
-            description=migration.description,
-            applied_at=now,
-        )
-    )
+    for step in migration.statements(backend):
+        await _run(conn, step)
+    await _stamp(conn, migration.version, migration.description, now)
     log.info("applied schema migration %d: %s", migration.version, migration.description)
-    return migration
+    return migration.version
+
+
+async def _create_from_tables(
+    conn: AsyncConnection, now: datetime, migrations: Sequence[Migration]
+) -> int:
+    version = max((m.version for m in migrations), default=FIRST_VERSION)
+    # checkfirst=False: tables without a schema_version are no database of ours to guess about.
+    await conn.run_sync(lambda sync: metadata.create_all(sync, checkfirst=False))
+    await conn.execute(insert(dispatch_state).values(id=1, paused_until=None, guild_clock=0))
+    await _stamp(conn, version, "created from the tables", now)
+    log.info("created the database schema at version %d", version)
+    return version
+
+
+async def _run(conn: AsyncConnection, step: Step) -> None:
+    if isinstance(step, str):
+        await conn.execute(text(step))
+    elif isinstance(step, Executable):
+        await conn.execute(step)
+    else:
+        await conn.run_sync(step)
+
+
+async def _stamp(conn: AsyncConnection, version: int, description: str, now: datetime) -> None:
+    await conn.execute(
+        insert(schema_version).values(version=version, description=description, applied_at=now)
+    )

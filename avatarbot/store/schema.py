@@ -1,9 +1,10 @@
 """The schema: SQLAlchemy Core tables, indexes and constraints, the one description of it.
 
-Queries are built from these tables, and a database migrated by
+Queries are built from these tables, a new database is created from them
+(``metadata.create_all``), and a database upgraded by the delta steps of
 :mod:`avatarbot.store.migrations` must equal them: ``tests/test_schema.py``
-compares the two on SQLite and PostgreSQL (Alembic's autogenerate comparison)
-and, on a difference, prints the operations a new migration needs.
+compares both with these tables on SQLite and PostgreSQL (Alembic's autogenerate
+comparison) and, on a difference, prints the operations a new migration needs.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+# Row ids: BIGINT identity on PostgreSQL; on SQLite INTEGER PRIMARY KEY AUTOINCREMENT
+# (``sqlite_autoincrement``), so an id is never reused after its row is deleted.
 Id = BigInteger().with_variant(Integer, "sqlite")
 
 metadata = MetaData()
@@ -132,6 +135,7 @@ jobs = Table(
     Index("ix_jobs_owner", "owner", "notified"),
     Index("ix_jobs_guild_turn", "guild_id", "guild_turn"),
     Index("ix_jobs_member_turn", "guild_id", "user_id", "member_turn"),
+    sqlite_autoincrement=True,
 )
 
 quota_resets = Table(
@@ -142,6 +146,7 @@ quota_resets = Table(
     Column("user_id", BigInteger, nullable=False),
     Column("reset_at", UTCDateTime, nullable=False),
     Index("ix_quota_resets_member", "guild_id", "user_id", "reset_at"),
+    sqlite_autoincrement=True,
 )
 
 dispatch_state = Table(
@@ -167,6 +172,7 @@ claims = Table(
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("worker", Text, nullable=False),
     Index("ix_claims_at", "claimed_at"),
+    sqlite_autoincrement=True,
 )
 
 workers = Table(

@@ -38,7 +38,7 @@ class SettingsStore(SqlBase):
         async with self._transaction(write=False) as conn:
             return await _load_settings(conn, guild_id)
 
-    async def update_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
+    async def update_guild_settings(self, guild_id: int, /, **changes: object) -> GuildSettings:
         normalized = guild_rules.validate_changes(changes)
         async with self._transaction(write=True) as conn:
             current = await _load_settings(conn, guild_id)

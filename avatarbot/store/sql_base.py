@@ -108,7 +108,8 @@ class SqlBase:
             yield conn
 
     async def migrate(self) -> int:
-        """Apply pending migrations, each in its own transaction; returns how many ran."""
+        """Create a new database from the tables, or apply the pending delta migrations,
+        each step in its own transaction; returns how many steps ran."""
         applied = 0
         while True:
             async with self._transaction(write=True) as conn:
