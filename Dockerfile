@@ -24,6 +24,9 @@ COPY bot.py ./
 COPY avatar_api/ avatar_api/
 COPY avatarbot/ avatarbot/
 COPY cogs/ cogs/
+# The translations, compiled once here (the code is read-only to the bot at run time).
+COPY locales/ locales/
+RUN pybabel --quiet compile -d locales -D avatarbot
 RUN mkdir -p /app/data && chown 10001:10001 /app/data
 
 ENV DATABASE_URL=sqlite:////app/data/avatarbot.db

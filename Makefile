@@ -63,3 +63,22 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# --- Translations --------------------------------------------------------------
+# `make messages` collects every marked text into locales/avatarbot.pot and merges it
+# into each language's .po (new texts empty, changed ones fuzzy: both fail the tests
+# until translated). `make compile` builds the .mo files; the bot also compiles a
+# .po that is newer than its .mo when it starts.
+LOCALES_DIR := locales
+I18N_SOURCES := bot.py cogs avatarbot avatar_api
+.PHONY: messages compile
+
+messages: $(VENV)/.dev
+	$(BIN)/pybabel --quiet extract -F babel.cfg -k N_ -k N_plural:1,2 -k locale_str -c kind: -w 100 \
+		--sort-by-file --project="Avatar Bot" --copyright-holder="Avatar Bot contributors" \
+		-o $(LOCALES_DIR)/avatarbot.pot $(I18N_SOURCES)
+	$(BIN)/pybabel --quiet update -i $(LOCALES_DIR)/avatarbot.pot -d $(LOCALES_DIR) \
+		-D avatarbot -w 100
+
+compile: $(VENV)/.runtime
+	$(BIN)/pybabel compile -d $(LOCALES_DIR) -D avatarbot --statistics

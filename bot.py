@@ -46,6 +46,7 @@ from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, StoreUnavailableError, open_store
 from avatarbot.store.base import Budget, Store
 from avatarbot.timeutil import utc_now
+from cogs.translator import CatalogTranslator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -153,6 +154,7 @@ class AvatarBot(commands.Bot):
     async def setup_hook(self) -> None:
         for extension in self.extensions_to_load:
             await self.load_extension(extension)
+        await self.tree.set_translator(CatalogTranslator())
         await self.sync_commands()
         await self.dispatcher.start()
         log.info("ready to serve as worker %s", self.worker_id)

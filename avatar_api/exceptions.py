@@ -2,11 +2,15 @@
 
 Every message is fit to show a user: it never holds the token, a header or
 photo data. Body excerpts are short and redacted (see :func:`redact_excerpt`).
+A local refusal (a photo, a name) keeps its message as a :class:`~.text.LazyText`
+in ``text``, so a caller can show it in the user's language.
 """
 
 from __future__ import annotations
 
 import re
+
+from .text import N_, LazyText
 
 EXCERPT_LENGTH = 200
 _SECRETISH = re.compile(
@@ -39,15 +43,16 @@ class AvatarAPIError(Exception):
 
     def __init__(
         self,
-        message: str,
+        message: str | LazyText,
         *,
         status: int | None = None,
         action_status: int | None = None,
         retry_after: float | None = None,
         body_excerpt: str | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        self.text = message if isinstance(message, LazyText) else LazyText(message)
+        self.message = str(self.text)
+        super().__init__(self.message)
         self.status = status
         self.action_status = action_status
         self.retry_after = retry_after
@@ -60,7 +65,7 @@ class AvatarAPIError(Exception):
 class ValidationError(AvatarAPIError, ValueError):
     """The request was refused locally, before anything was sent."""
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str | LazyText, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
 
@@ -69,10 +74,11 @@ class PhotoError(ValidationError):
     """A photo cannot be used; ``photo_index`` is 1-based, as the user numbers them."""
 
     def __init__(
-        self, message: str, *, photo_index: int | None = None, reason: str = "invalid"
+        self, message: str | LazyText, *, photo_index: int | None = None, reason: str = "invalid"
     ) -> None:
-        label = f"photo {photo_index}: " if photo_index is not None else ""
-        super().__init__(label + message, field="photos")
+        if photo_index is not None:
+            message = N_("photo {index}: {problem}", index=photo_index, problem=message)
+        super().__init__(message, field="photos")
         self.photo_index = photo_index
         self.reason = reason
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from .exceptions import UnexpectedResponseError, ValidationError
 from .magic import ImageKind, sniff_image_kind
+from .text import N_
 
 OUTPUT_VARIABLE_PATTERN = re.compile(r"^[a-zA-Z][a-zA-Z0-9_]*$")
 DEFAULT_OUTPUT_VARIABLE = "avatar_result"
@@ -103,13 +104,15 @@ class Photo:
 
     def __post_init__(self) -> None:
         if sniff_mime_type(self.data) is not self.mime_type:
-            raise ValidationError(f"photo bytes are not {self.mime_type.value}")
+            raise ValidationError(
+                N_("photo bytes are not {mime_type}", mime_type=self.mime_type.value)
+            )
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Photo:
         mime = sniff_mime_type(data)
         if mime is None:
-            raise ValidationError("photo is neither JPEG nor PNG (checked by its bytes)")
+            raise ValidationError(N_("photo is neither JPEG nor PNG (checked by its bytes)"))
         return cls(data, mime)
 
     @property
@@ -202,8 +205,11 @@ class AvatarRequest:
         value = self.output_variable_name
         if len(value) > MAX_OUTPUT_VARIABLE_LENGTH or not OUTPUT_VARIABLE_PATTERN.match(value):
             raise ValidationError(
-                "output_variable_name must start with a letter and hold only letters, digits "
-                f"and underscores (at most {MAX_OUTPUT_VARIABLE_LENGTH})",
+                N_(
+                    "output_variable_name must start with a letter and hold only letters, digits "
+                    "and underscores (at most {max_length})",
+                    max_length=MAX_OUTPUT_VARIABLE_LENGTH,
+                ),
                 field="output_variable_name",
             )
 
@@ -213,18 +219,26 @@ class AvatarRequest:
     def _validate_appearance(self) -> None:
         if self.appearance is not None and len(self.appearance) > MAX_APPEARANCE_LENGTH:
             raise ValidationError(
-                f"the appearance text is {len(self.appearance)} characters; "
-                f"HeyGen takes at most {MAX_APPEARANCE_LENGTH}",
+                N_(
+                    "the appearance text is {length} characters; HeyGen takes at most {max_length}",
+                    length=len(self.appearance),
+                    max_length=MAX_APPEARANCE_LENGTH,
+                ),
                 field="appearance",
             )
 
     def _validate_photos(self) -> None:
         count = len(self.photos)
         if self.source_type is SourceType.GENERATE and count:
-            raise ValidationError("generate mode takes no photos", field="photos")
+            raise ValidationError(N_("generate mode takes no photos"), field="photos")
         if self.source_type is SourceType.UPLOAD and not 1 <= count <= MAX_PHOTOS:
             raise ValidationError(
-                f"upload mode needs 1 to {MAX_PHOTOS} photos, got {count}", field="photos"
+                N_(
+                    "upload mode needs 1 to {max_photos} photos, got {count}",
+                    max_photos=MAX_PHOTOS,
+                    count=count,
+                ),
+                field="photos",
             )
 
     def options(self) -> dict[str, str]:
@@ -315,13 +329,18 @@ def avatar_name(name: str | None) -> str:
 
 def check_name(name: str) -> None:
     if not name.strip():
-        raise ValidationError("the avatar name is empty", field="name")
+        raise ValidationError(N_("the avatar name is empty"), field="name")
     if len(name) > MAX_NAME_LENGTH:
         raise ValidationError(
-            f"the avatar name is {len(name)} characters; at most {MAX_NAME_LENGTH}", field="name"
+            N_(
+                "the avatar name is {length} characters; at most {max_length}",
+                length=len(name),
+                max_length=MAX_NAME_LENGTH,
+            ),
+            field="name",
         )
     if any(_is_control(c) for c in name):
-        raise ValidationError("the avatar name holds control characters", field="name")
+        raise ValidationError(N_("the avatar name holds control characters"), field="name")
 
 
 def _coerce(enum: type[E], value: E | str | None, field_name: str) -> E:
@@ -331,7 +350,10 @@ def _coerce(enum: type[E], value: E | str | None, field_name: str) -> E:
         return enum(value)
     except ValueError:
         allowed = ", ".join(member.value for member in enum)
-        raise ValidationError(f"{field_name} must be one of: {allowed}", field=field_name) from None
+        raise ValidationError(
+            N_("{field} must be one of: {allowed}", field=field_name, allowed=allowed),
+            field=field_name,
+        ) from None
 
 
 def _is_control(char: str) -> bool:

@@ -39,6 +39,7 @@ from PIL import Image, ImageCms, features
 from .exceptions import PhotoError
 from .magic import ImageKind, sniff_image_kind
 from .models import MAX_PHOTOS, MimeType, Photo
+from .text import N_
 from .workers import run_photo_work
 
 __all__ = ["ImageKind", "sniff_image_kind"]  # re-exported: the photo pipeline's vocabulary
@@ -105,7 +106,6 @@ if features.check("avif"):
     _PILLOW_FORMATS[ImageKind.AVIF] = "AVIF"
 
 SUPPORTED_KINDS: frozenset[ImageKind] = frozenset(_PILLOW_FORMATS)
-_ACCEPTED_WORDS = "JPEG, PNG, WebP or HEIC"
 
 _ANIMATABLE_KINDS = frozenset({ImageKind.WEBP, ImageKind.PNG})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})
@@ -128,13 +128,20 @@ def check_photo_count(count: int, *, limits: PhotoLimits = DEFAULT_LIMITS) -> No
     """Refuse a request with no photo or too many, before anything is downloaded."""
     if count < 1:
         raise PhotoError(
-            f"no photo was attached — attach 1 to {limits.max_photos} photos of yourself",
+            N_(
+                "no photo was attached — attach 1 to {max_photos} photos of yourself",
+                max_photos=limits.max_photos,
+            ),
             reason=PhotoProblem.NO_PHOTOS,
         )
     if count > limits.max_photos:
         raise PhotoError(
-            f"{count} photos were attached; at most {limits.max_photos} are accepted "
-            "— leave some out and try again",
+            N_(
+                "{count} photos were attached; at most {max_photos} are accepted "
+                "— leave some out and try again",
+                count=count,
+                max_photos=limits.max_photos,
+            ),
             reason=PhotoProblem.TOO_MANY_PHOTOS,
         )
 
@@ -143,14 +150,18 @@ def check_photo_size(size: int, *, index: int = 1, limits: PhotoLimits = DEFAULT
     """Refuse an empty or oversized photo; usable on a declared size before download."""
     if size <= 0:
         raise PhotoError(
-            "the file is empty — attach the photo again",
+            N_("the file is empty — attach the photo again"),
             photo_index=index,
             reason=PhotoProblem.EMPTY,
         )
     if size > limits.max_bytes:
         raise PhotoError(
-            f"it is {_megabytes(size)}; photos can be at most {_megabytes(limits.max_bytes)} "
-            "— send a smaller or compressed copy",
+            N_(
+                "it is {size}; photos can be at most {max_size} "
+                "— send a smaller or compressed copy",
+                size=_megabytes(size),
+                max_size=_megabytes(limits.max_bytes),
+            ),
             photo_index=index,
             reason=PhotoProblem.TOO_LARGE,
         )
@@ -161,13 +172,16 @@ def check_photo_kind(data: bytes, *, index: int = 1) -> ImageKind:
     kind = sniff_image_kind(data)
     if kind is None:
         raise PhotoError(
-            f"it is not a photo file — send a {_ACCEPTED_WORDS} photo",
+            N_("it is not a photo file — send a JPEG, PNG, WebP or HEIC photo"),
             photo_index=index,
             reason=PhotoProblem.NOT_AN_IMAGE,
         )
     if kind not in SUPPORTED_KINDS:
         raise PhotoError(
-            f"{kind.value} images are not supported — send a {_ACCEPTED_WORDS} photo instead",
+            N_(
+                "{kind} images are not supported — send a JPEG, PNG, WebP or HEIC photo instead",
+                kind=kind.value,
+            ),
             photo_index=index,
             reason=PhotoProblem.UNSUPPORTED,
         )
@@ -199,7 +213,7 @@ def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_
     except Image.DecompressionBombError:
         log.info("photo %d refused by Pillow's bomb guard: %d bytes", index, len(data))
         raise PhotoError(
-            "it has far too many pixels to be a normal photo — send a smaller copy",
+            N_("it has far too many pixels to be a normal photo — send a smaller copy"),
             photo_index=index,
             reason=PhotoProblem.TOO_MANY_PIXELS,
         ) from None
@@ -212,8 +226,10 @@ def prepare_photo(data: bytes, *, index: int = 1, limits: PhotoLimits = DEFAULT_
             kind,
         )
         raise PhotoError(
-            "it could not be read; the file may be damaged or incomplete "
-            "— send it again or use another photo",
+            N_(
+                "it could not be read; the file may be damaged or incomplete "
+                "— send it again or use another photo"
+            ),
             photo_index=index,
             reason=PhotoProblem.UNDECODABLE,
         ) from exc
@@ -284,8 +300,14 @@ def _check_pixels(size: tuple[int, int], index: int, limits: PhotoLimits) -> Non
     width, height = size
     if width * height > limits.max_pixels:
         raise PhotoError(
-            f"it is {width}×{height} pixels ({_megapixels(width * height)}); at most "
-            f"{_megapixels(limits.max_pixels)} are accepted — send a smaller copy",
+            N_(
+                "it is {width}×{height} pixels ({megapixels} megapixels); at most "
+                "{max_megapixels} megapixels are accepted — send a smaller copy",
+                width=width,
+                height=height,
+                megapixels=_megapixels(width * height),
+                max_megapixels=_megapixels(limits.max_pixels),
+            ),
             photo_index=index,
             reason=PhotoProblem.TOO_MANY_PIXELS,
         )
@@ -294,7 +316,7 @@ def _check_pixels(size: tuple[int, int], index: int, limits: PhotoLimits) -> Non
 def _check_still(image: Image.Image, kind: ImageKind, index: int) -> None:
     if kind in _ANIMATABLE_KINDS and getattr(image, "n_frames", 1) > 1:
         raise PhotoError(
-            "it is an animation — send a still photo instead",
+            N_("it is an animation — send a still photo instead"),
             photo_index=index,
             reason=PhotoProblem.ANIMATED,
         )
@@ -307,8 +329,13 @@ def _check_min_side(image: Image.Image, index: int, limits: PhotoLimits) -> None
         return
     width, height = _oriented_size(image)
     raise PhotoError(
-        f"it is {width}×{height} pixels; HeyGen needs at least "
-        f"{limits.min_side}×{limits.min_side} — use a larger, less cropped photo",
+        N_(
+            "it is {width}×{height} pixels; HeyGen needs at least "
+            "{min_side}×{min_side} — use a larger, less cropped photo",
+            width=width,
+            height=height,
+            min_side=limits.min_side,
+        ),
         photo_index=index,
         reason=PhotoProblem.TOO_SMALL,
     )
@@ -437,4 +464,4 @@ def _megabytes(size: int) -> str:
 
 
 def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1_000_000:.0f} megapixels"
+    return f"{pixels / 1_000_000:.0f}"

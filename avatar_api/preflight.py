@@ -29,6 +29,7 @@ from PIL import Image
 
 from .exceptions import PhotoError
 from .models import MimeType, Photo
+from .text import N_, LazyText
 from .workers import run_photo_work
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,11 @@ class Problem:
 
     check: Check
     photo_index: int
-    message: str
+    text: LazyText
+
+    @property
+    def message(self) -> str:
+        return str(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,8 +286,11 @@ def _face_problems(
             Problem(
                 Check.FACE,
                 index,
-                f"Photo {index}: I can't find a face. Use a photo of you facing the camera, "
-                "with your whole face visible and well lit (no sunglasses or mask).",
+                N_(
+                    "Photo {index}: I can't find a face. Use a photo of you facing the camera, "
+                    "with your whole face visible and well lit (no sunglasses or mask).",
+                    index=index,
+                ),
             )
         ]
     if len(people) > 1:
@@ -290,8 +298,12 @@ def _face_problems(
             Problem(
                 Check.FACE,
                 index,
-                f"Photo {index}: I see {len(people)} faces. An avatar needs exactly one "
-                "person: crop the photo to one person, or take one of just you.",
+                N_(
+                    "Photo {index}: I see {count} faces. An avatar needs exactly one "
+                    "person: crop the photo to one person, or take one of just you.",
+                    index=index,
+                    count=len(people),
+                ),
             )
         ]
     if fraction is not None and fraction < config.min_face_fraction:
@@ -299,9 +311,14 @@ def _face_problems(
             Problem(
                 Check.FACE,
                 index,
-                f"Photo {index}: your face is too small ({fraction:.0%} of the photo's height"
-                f" or width; it needs at least {config.min_face_fraction:.0%}). Move closer"
-                " or crop the photo around your head and shoulders.",
+                N_(
+                    "Photo {index}: your face is too small ({fraction} of the photo's height"
+                    " or width; it needs at least {minimum}). Move closer"
+                    " or crop the photo around your head and shoulders.",
+                    index=index,
+                    fraction=f"{fraction:.0%}",
+                    minimum=f"{config.min_face_fraction:.0%}",
+                ),
             )
         ]
     return []
@@ -334,8 +351,11 @@ def check_photo(
                 Problem(
                     Check.SHARPNESS,
                     index,
-                    f"Photo {index} is blurry. Hold the phone still, tap your face to focus, "
-                    "and take it in good light; don't use a zoomed-in or screenshot copy.",
+                    N_(
+                        "Photo {index} is blurry. Hold the phone still, tap your face to focus, "
+                        "and take it in good light; don't use a zoomed-in or screenshot copy.",
+                        index=index,
+                    ),
                 )
             )
 
@@ -349,8 +369,11 @@ def check_photo(
                 Problem(
                     Check.EXPOSURE,
                     index,
-                    f"Photo {index} is far too dark. Take it facing a window or a lamp, "
-                    "with the light in front of you rather than behind.",
+                    N_(
+                        "Photo {index} is far too dark. Take it facing a window or a lamp, "
+                        "with the light in front of you rather than behind.",
+                        index=index,
+                    ),
                 )
             )
         elif brightness > config.bright_limit or clipped > config.max_clipped_fraction:
@@ -358,8 +381,11 @@ def check_photo(
                 Problem(
                     Check.EXPOSURE,
                     index,
-                    f"Photo {index} is washed out (too bright). Avoid direct sun or flash "
-                    "on your face and don't use a filter that fades the colours.",
+                    N_(
+                        "Photo {index} is washed out (too bright). Avoid direct sun or flash "
+                        "on your face and don't use a filter that fades the colours.",
+                        index=index,
+                    ),
                 )
             )
 
@@ -390,9 +416,13 @@ def _duplicate_problems(reports: Sequence[PhotoReport], config: PreflightConfig)
                     Problem(
                         Check.DUPLICATE,
                         later.index,
-                        f"Photo {later.index} is the same picture as photo {earlier.index}. "
-                        "Send different photos: another angle, expression or outfit helps "
-                        "the avatar more.",
+                        N_(
+                            "Photo {index} is the same picture as photo {other}. "
+                            "Send different photos: another angle, expression or outfit helps "
+                            "the avatar more.",
+                            index=later.index,
+                            other=earlier.index,
+                        ),
                     )
                 )
     return problems
@@ -418,7 +448,7 @@ def preflight_photos(
             reports.append(check_photo(index, photo, config, detector))  # type: ignore[arg-type]
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise PhotoError(
-                "this photo cannot be read", photo_index=index, reason="undecodable"
+                N_("this photo cannot be read"), photo_index=index, reason="undecodable"
             ) from exc
     duplicates = _duplicate_problems(reports, config) if config.is_on(Check.DUPLICATE) else []
     elapsed = (time.perf_counter() - started) * 1000

@@ -11,6 +11,7 @@ import dataclasses
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from .i18n import offered_languages
 from .store.base import GuildSettings
 
 MAX_COOLDOWN_SECONDS = 86_400
@@ -55,6 +56,10 @@ def _normalize_setting(name: str, value: object) -> object:
         return frozenset(_ids(name, value))
     if name == "blocked_words":
         return tuple(dict.fromkeys(w for w in _strings(name, value) if w))
+    if name == "language":
+        if value is not None and value not in offered_languages():
+            raise ValueError(f"language must be one of {', '.join(offered_languages())} or None")
+        return value
     return frozenset(w for w in _strings(name, value) if w)  # disabled_checks
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from avatar_api.text import N_, LazyText
+
 from .guild_rules import normalize
 from .store.base import (
     Block,
@@ -26,8 +28,15 @@ from .store.base import (
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
+    """Why a request is refused, and what to tell the member (in their language, when shown)."""
+
     reason: RefusalReason
-    message: str
+    text: LazyText
+
+    @property
+    def message(self) -> str:
+        """The English text (logs, tests); members see ``text`` rendered in their language."""
+        return str(self.text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,8 @@ class Requester:
     channel_id: int
     role_ids: frozenset[int] = frozenset()
     parent_channel_id: int | None = None
+    locale: str | None = None
+    """Discord's tag for the language of the requester's client."""
 
 
 class ButtonAction(StrEnum):
@@ -73,32 +84,33 @@ def check_access(
 ) -> Refusal | None:
     """The rules that need no counting: enabled, block, channel, roles, uploads."""
     if block is not None:
-        return Refusal(
-            RefusalReason.BLOCKED,
-            "A moderator has blocked you from using Avatar Bot on this server"
-            + (f" (reason: {block.reason})" if block.reason else "")
-            + ". Ask a moderator if you think this is a mistake.",
-        )
+        return Refusal(RefusalReason.BLOCKED, _blocked_text(block))
     if not settings.enabled:
         return Refusal(
             RefusalReason.DISABLED,
-            "Avatar Bot is turned off on this server. A moderator can turn it on "
-            "with `/avatar-admin enable`.",
+            N_(
+                "Avatar Bot is turned off on this server. A moderator can turn it on "
+                "with `/avatar-admin enable`."
+            ),
         )
     if not channel_allowed(settings, requester):
         channels = ", ".join(f"<#{c}>" for c in sorted(settings.allowed_channel_ids))
         return Refusal(
-            RefusalReason.CHANNEL, f"Avatar Bot only works in these channels here: {channels}."
+            RefusalReason.CHANNEL,
+            N_("Avatar Bot only works in these channels here: {channels}.", channels=channels),
         )
     if settings.required_role_ids and not settings.required_role_ids & requester.role_ids:
         roles = ", ".join(f"<@&{r}>" for r in sorted(settings.required_role_ids))
         return Refusal(
-            RefusalReason.ROLE, f"You need one of these roles to use Avatar Bot here: {roles}."
+            RefusalReason.ROLE,
+            N_("You need one of these roles to use Avatar Bot here: {roles}.", roles=roles),
         )
     if mode is SourceType.UPLOAD and not settings.uploads_allowed:
         return Refusal(
             RefusalReason.UPLOADS_OFF,
-            "Photo uploads are turned off on this server. You can still use `/avatar generate`.",
+            N_(
+                "Photo uploads are turned off on this server. You can still use `/avatar generate`."
+            ),
         )
     return None
 
@@ -120,11 +132,7 @@ def check_words(settings: GuildSettings, texts: Mapping[str, str | None]) -> Ref
             continue
         word = find_blocked_word(text, settings.blocked_words)
         if word is not None:
-            return Refusal(
-                RefusalReason.BLOCKED_WORD,
-                f"Your {field_name} contains a word this server does not allow. "
-                "Please rephrase it and try again.",
-            )
+            return Refusal(RefusalReason.BLOCKED_WORD, _blocked_word_text(field_name))
     return None
 
 
@@ -141,13 +149,17 @@ def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
 
 JOB_GONE = Refusal(
     RefusalReason.JOB_GONE,
-    "That avatar's record was deleted with `/avatar forget`, so it cannot be made again. "
-    "Use `/avatar generate` instead.",
+    N_(
+        "That avatar's record was deleted with `/avatar forget`, so it cannot be made again. "
+        "Use `/avatar generate` instead."
+    ),
 )
 NOT_REPEATABLE = Refusal(
     RefusalReason.NOT_REPEATABLE,
-    "Uploaded avatars cannot be made again: their photos are never kept. "
-    "Run `/avatar upload` again instead.",
+    N_(
+        "Uploaded avatars cannot be made again: their photos are never kept. "
+        "Run `/avatar upload` again instead."
+    ),
 )
 
 
@@ -158,26 +170,64 @@ def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> R
             wait = _seconds_until(result.retry_at, now)
             return Refusal(
                 RefusalReason.COOLDOWN,
-                f"Please wait {wait} s before your next avatar (this server's cooldown is "
-                f"{limits.cooldown_seconds} s).",
+                N_(
+                    "Please wait {wait} s before your next avatar (this server's cooldown is "
+                    "{cooldown} s).",
+                    wait=wait,
+                    cooldown=limits.cooldown_seconds,
+                ),
             )
         case RefusalReason.BUSY:
             return Refusal(
                 RefusalReason.BUSY,
-                "You already have an avatar in the works. Wait for it to finish, then try again.",
+                N_(
+                    "You already have an avatar in the works. "
+                    "Wait for it to finish, then try again."
+                ),
             )
         case RefusalReason.GUILD_DAILY:
             return Refusal(
                 RefusalReason.GUILD_DAILY,
-                f"This server has used all {limits.guild_daily_quota} avatars for today. "
-                "The count resets at 00:00 UTC.",
+                N_(
+                    "This server has used all {limit} avatars for today. "
+                    "The count resets at 00:00 UTC.",
+                    limit=limits.guild_daily_quota,
+                ),
             )
         case _:
             return Refusal(
                 RefusalReason.USER_DAILY,
-                f"You have used all {limits.user_daily_quota} of your avatars for today. "
-                "The count resets at 00:00 UTC; see `/avatar quota`.",
+                N_(
+                    "You have used all {limit} of your avatars for today. "
+                    "The count resets at 00:00 UTC; see `/avatar quota`.",
+                    limit=limits.user_daily_quota,
+                ),
             )
+
+
+def _blocked_text(block: Block) -> LazyText:
+    if block.reason:
+        return N_(
+            "A moderator has blocked you from using Avatar Bot on this server "
+            "(reason: {reason}). Ask a moderator if you think this is a mistake.",
+            reason=block.reason,
+        )
+    return N_(
+        "A moderator has blocked you from using Avatar Bot on this server. "
+        "Ask a moderator if you think this is a mistake."
+    )
+
+
+def _blocked_word_text(field_name: str) -> LazyText:
+    # One whole sentence per field, so that each language can word it its own way.
+    if field_name == "appearance":
+        return N_(
+            "Your appearance contains a word this server does not allow. "
+            "Please rephrase it and try again."
+        )
+    return N_(
+        "Your name contains a word this server does not allow. Please rephrase it and try again."
+    )
 
 
 def _seconds_until(when: datetime | None, now: datetime) -> int:

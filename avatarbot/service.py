@@ -221,4 +221,5 @@ class AvatarService:
             options=dict(options),
             owner=self._owner if request is not None else "",
             photo_sizes=tuple(p.size for p in request.photos) if request else (),
+            locale=requester.locale,
         )

@@ -14,19 +14,30 @@ from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 from discord.ext import commands
 
 from avatar_api import AvatarRequest, PhotoError, ValidationError
 from avatar_api.models import Age, Ethnicity, Gender, Orientation, Pose, Style
 from avatar_api.photos import check_photo_size
+from avatar_api.text import N_, LazyText
+from avatarbot.i18n import Translation
 from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 
 from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, reply_to_error
+from .language import member_language
 from .requesters import requester_of
 from .ui import WORKING, enum_choices, history_line, history_title, preflight_refusal, safe
-from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView, cancel_buttons, with_view
+from .views import (
+    CONSENT_TEXT,
+    FORGET_TEXT,
+    ConsentView,
+    ForgetView,
+    cancel_buttons,
+    with_view,
+)
 
 if TYPE_CHECKING:
     from bot import AvatarBot
@@ -36,7 +47,7 @@ log = logging.getLogger(__name__)
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
 
 
-def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> str | None:
+def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> LazyText | None:
     """What Discord's own metadata already rules out, before anything is downloaded.
 
     ``Attachment.size`` is Discord's measure of the stored file, not the sender's claim.
@@ -45,10 +56,16 @@ def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> st
         try:
             check_photo_size(attachment.size, index=index)
         except PhotoError as error:
-            return str(error)
+            return error.text
         if (attachment.content_type or "").lower().startswith(NOT_IMAGE_TYPES):
             name = safe(attachment.filename, 80)
-            return f"photo {index}: {name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture"
+            return N_(
+                "photo {index}: {problem}",
+                index=index,
+                problem=N_(
+                    "{name} is not a photo. Attach a JPEG, PNG, HEIC or WebP picture", name=name
+                ),
+            )
     return None
 
 
@@ -66,13 +83,17 @@ async def download_attachment(attachment: discord.Attachment, index: int) -> byt
         return await attachment.read()
     except discord.HTTPException:
         raise PhotoError(
-            "could not be downloaded from Discord; attach it again", photo_index=index
+            N_("could not be downloaded from Discord; attach it again"), photo_index=index
         ) from None
 
 
 @app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
 @app_commands.allowed_installs(guilds=True, users=False)
-class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Create HeyGen avatars"):
+class AvatarCog(
+    commands.GroupCog,
+    group_name="avatar",
+    group_description=locale_str("Create HeyGen avatars"),
+):
     def __init__(self, bot: AvatarBot) -> None:
         self.bot = bot
 
@@ -82,16 +103,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
 
     # --- commands ---------------------------------------------------------------
 
-    @app_commands.command(description="Generate an avatar from a few options")
+    @app_commands.command(description=locale_str("Generate an avatar from a few options"))
     @app_commands.describe(
-        name="Display name for the avatar (default: My Avatar)",
-        age="Age range",
-        gender="Gender",
-        ethnicity="Ethnicity",
-        orientation="Picture orientation",
-        pose="How much of the body is shown",
-        style="Visual style",
-        appearance="Describe the look you want (up to 1000 characters)",
+        name=locale_str("Display name for the avatar (default: My Avatar)"),
+        age=locale_str("Age range"),
+        gender=locale_str("Gender"),
+        ethnicity=locale_str("Ethnicity"),
+        orientation=locale_str("Picture orientation"),
+        pose=locale_str("How much of the body is shown"),
+        style=locale_str("Visual style"),
+        appearance=locale_str("Describe the look you want (up to 1000 characters)"),
     )
     @app_commands.choices(
         age=enum_choices(Age),
@@ -127,13 +148,13 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         await acknowledge(interaction)
         await self._answer(interaction, await self.bot.service.generate(requester, request))
 
-    @app_commands.command(description="Create an avatar from 1 to 4 photos of yourself")
+    @app_commands.command(description=locale_str("Create an avatar from 1 to 4 photos of yourself"))
     @app_commands.describe(
-        photo1="A clear photo of your face (JPEG, PNG, HEIC or WebP, up to 10 MB)",
-        photo2="Another photo (optional)",
-        photo3="Another photo (optional)",
-        photo4="Another photo (optional)",
-        name="Display name for the avatar (default: My Avatar)",
+        photo1=locale_str("A clear photo of your face (JPEG, PNG, HEIC or WebP, up to 10 MB)"),
+        photo2=locale_str("Another photo (optional)"),
+        photo3=locale_str("Another photo (optional)"),
+        photo4=locale_str("Another photo (optional)"),
+        name=locale_str("Display name for the avatar (default: My Avatar)"),
     )
     async def upload(
         self,
@@ -154,35 +175,37 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         await acknowledge(interaction)
         await self._upload(interaction, requester, draft, consent_given=False)
 
-    @app_commands.command(description="Your recent avatar jobs and their group ids")
+    @app_commands.command(description=locale_str("Your recent avatar jobs and their group ids"))
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
-        embed = discord.Embed(title="Your recent avatars", colour=WORKING)
+        t = member_language(interaction)
+        embed = discord.Embed(title=t.gettext("Your recent avatars"), colour=WORKING)
         if not jobs:
-            embed.description = "You have no avatar jobs on this server yet."
+            embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
-            embed.add_field(name=history_title(job), value=history_line(job), inline=False)
+            embed.add_field(name=history_title(job, t), value=history_line(job, t), inline=False)
         await interaction.response.send_message(
-            embed=embed, ephemeral=True, **with_view(cancel_buttons(jobs))
+            embed=embed, ephemeral=True, **with_view(cancel_buttons(jobs, t))
         )
 
-    @app_commands.command(description="How many avatars you can still create today")
+    @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
         status = await self.bot.service.quota(requester_of(interaction))
+        t = member_language(interaction)
         lines = [
-            _quota_line("You", status.user_used, status.user_limit),
-            _quota_line("This server", status.guild_used, status.guild_limit),
+            _quota_line(_YOU, status.user_used, status.user_limit, t),
+            _quota_line(_THIS_SERVER, status.guild_used, status.guild_limit, t),
         ]
         if status.cooldown_until and status.cooldown_until > self.bot.clock():
-            lines.append(
-                f"Next request possible {discord.utils.format_dt(status.cooldown_until, 'R')}."
-            )
-        lines.append("Counts reset at 00:00 UTC; failed jobs do not count.")
+            # Discord writes the relative time in each reader's own language.
+            when = discord.utils.format_dt(status.cooldown_until, "R")
+            lines.append(t.gettext("Next request possible {when}.", when=when))
+        lines.append(t.gettext("Counts reset at 00:00 UTC; failed jobs do not count."))
         await interaction.response.send_message("\n".join(lines), ephemeral=True)
 
-    @app_commands.command(description="Delete your job records and your photo consent")
+    @app_commands.command(description=locale_str("Delete your job records and your photo consent"))
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
     async def forget(self, interaction: discord.Interaction) -> None:
         user_id = interaction.user.id
@@ -190,8 +213,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         async def forget_user() -> int:
             return await self.bot.store.forget_user(user_id, self.bot.clock())
 
-        view = ForgetView(user_id, forget_user)
-        await interaction.response.send_message(FORGET_TEXT, view=view, ephemeral=True)
+        t = member_language(interaction)
+        view = ForgetView(user_id, forget_user, t)
+        await interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True)
 
     # --- answers ------------------------------------------------------------------
 
@@ -207,23 +231,26 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
         try:
             admission = await self.bot.service.upload(requester, draft, consent_given=consent_given)
         except ValidationError as error:
-            await edit_reply(interaction, content=f"⚠️ {safe(str(error))}")
+            shown = safe(member_language(interaction).render(error.text))
+            await edit_reply(interaction, content=f"⚠️ {shown}")
             return
         if admission.consent_needed:
 
             async def accepted(button_press: discord.Interaction) -> None:
                 await self._upload(button_press, requester, draft, consent_given=True)
 
-            view = ConsentView(requester.user_id, accepted)
-            await edit_reply(interaction, content=CONSENT_TEXT, view=view)
+            t = member_language(interaction)
+            view = ConsentView(requester.user_id, accepted, t)
+            await edit_reply(interaction, content=t.render(CONSENT_TEXT), view=view)
             return
         await self._answer(interaction, admission)
 
     async def _answer(self, interaction: discord.Interaction, admission: Admission) -> None:
+        t = member_language(interaction)
         if admission.refusal is not None:
-            await edit_reply(interaction, content=f"⚠️ {admission.refusal.message}")
+            await edit_reply(interaction, content=f"⚠️ {t.render(admission.refusal.text)}")
         elif admission.preflight is not None:
-            await edit_reply(interaction, content=preflight_refusal(admission.preflight))
+            await edit_reply(interaction, content=preflight_refusal(admission.preflight, t))
         else:
             assert admission.job is not None
             await self.delivery.track(interaction, admission.job)
@@ -240,10 +267,19 @@ def _value(choice: app_commands.Choice[str] | None) -> str | None:
     return None if choice is None else choice.value
 
 
-def _quota_line(who: str, used: int, limit: int) -> str:
+# Whole sentences per subject, so that each language words them its own way.
+_YOU = (N_("You: {used} today, no daily limit."), N_("You: {left} of {limit} left today."))
+_THIS_SERVER = (
+    N_("This server: {used} today, no daily limit."),
+    N_("This server: {left} of {limit} left today."),
+)
+
+
+def _quota_line(who: tuple[LazyText, LazyText], used: int, limit: int, t: Translation) -> str:
+    no_limit, left = who
     if limit == 0:
-        return f"{who}: {used} today, no daily limit."
-    return f"{who}: {max(0, limit - used)} of {limit} left today."
+        return t.gettext(no_limit.message, used=t.number(used))
+    return t.gettext(left.message, left=t.number(max(0, limit - used)), limit=t.number(limit))
 
 
 async def setup(bot: AvatarBot) -> None:

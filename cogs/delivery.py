@@ -3,6 +3,8 @@
 It keeps each job's interaction while it lives (about 15 minutes) and edits it
 with the job's place, its start and its outcome; once the interaction is gone it
 falls back to a DM, else the channel. The moderators' log entry is posted here too.
+A member reads their own language (kept with the job for a later DM); the
+channel and the log read the server's.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import TYPE_CHECKING
 import discord
 from discord.ext import commands
 
+from avatar_api.text import N_
+from avatarbot.i18n import Translation, for_locale
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import timed_ack
-from .ui import NO_MENTIONS, log_embed, progress_text, result_embed
+from .language import member_language, server_language
+from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
 from .views import cancel_buttons, result_buttons, with_view
 
 if TYPE_CHECKING:
@@ -31,7 +36,7 @@ log = logging.getLogger(__name__)
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 # Each place edit is a Discord request; a long queue moves every few seconds.
 PLACE_EDIT_INTERVAL = timedelta(seconds=15)
-DONE_TEXT = "✅ Done: your avatar's group id is posted in the channel."
+DONE_TEXT = N_("✅ Done: your avatar's group id is posted in the channel.")
 
 
 class DeliveryCog(commands.Cog):
@@ -59,8 +64,9 @@ class DeliveryCog(commands.Cog):
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        cancel = cancel_buttons([job]) if position is not None else None
-        await edit_reply(interaction, content=progress_text(job.id, position, None), view=cancel)
+        t = member_language(interaction)
+        cancel = cancel_buttons([job], t) if position is not None else None
+        await edit_reply(interaction, content=progress_text(job.id, position, None, t), view=cancel)
         self.bot.dispatcher.wake()
 
     async def untrack(self, job_id: int) -> None:
@@ -74,7 +80,8 @@ class DeliveryCog(commands.Cog):
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         if interaction is not None:
-            await edit_reply(interaction, content=progress_text(job.id, None, None), view=None)
+            content = progress_text(job.id, None, None, member_language(interaction))
+            await edit_reply(interaction, content=content, view=None)
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -89,7 +96,7 @@ class DeliveryCog(commands.Cog):
                 continue
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
-            content = progress_text(job_id, place.position, eta)
+            content = progress_text(job_id, place.position, eta, member_language(interaction))
             self._place_edits[job_id] = asyncio.create_task(
                 edit_reply(interaction, content=content)
             )
@@ -126,18 +133,25 @@ class DeliveryCog(commands.Cog):
         return interaction
 
     async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
-        """Failures and uploads stay private; a generated avatar is shown to the channel."""
-        embed = result_embed(job)
+        """Failures and uploads stay private; a generated avatar is shown to the channel.
+
+        The member reads their own language; the channel reads the server's.
+        """
+        member = member_language(interaction)
         try:
             if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
+                server = await self._server_language(job.guild_id)
                 await interaction.followup.send(
-                    f"{interaction.user.mention}'s new avatar:",
-                    embed=embed,
+                    server.gettext("{member}'s new avatar:", member=interaction.user.mention),
+                    embed=result_embed(job, server),
                     allowed_mentions=NO_MENTIONS,
-                    **with_view(result_buttons(job)),
+                    **with_view(result_buttons(job, server)),
                 )
-                await interaction.edit_original_response(content=DONE_TEXT, embed=None, view=None)
+                await interaction.edit_original_response(
+                    content=member.render(DONE_TEXT), embed=None, view=None
+                )
             else:
+                embed = result_embed(job, member)
                 await interaction.edit_original_response(content=None, embed=embed, view=None)
             return True
         except discord.HTTPException as error:
@@ -145,16 +159,25 @@ class DeliveryCog(commands.Cog):
             return False
 
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
-        """The interaction is gone (expired, or a restart): a DM, else the channel."""
-        embed = result_embed(job)
-        buttons = result_buttons(job)
-        note = "Here is the outcome of your avatar request:"
+        """The interaction is gone (expired, or a restart): a DM, else the channel.
+
+        The DM is in the member's language (kept with the job); the channel reads the server's.
+        """
+        mine = for_locale(job.locale) if job.locale else await self._server_language(job.guild_id)
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
-            await user.send(note, embed=embed, allowed_mentions=NO_MENTIONS, view=buttons)
+            await user.send(
+                mine.gettext("Here is the outcome of your avatar request:"),
+                embed=result_embed(job, mine),
+                allowed_mentions=NO_MENTIONS,
+                view=result_buttons(job, mine),
+            )
             return True
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
+        t = await self._server_language(job.guild_id)
+        embed = result_embed(job, t)
+        note = t.gettext("Here is the outcome of your avatar request:")
         channel = self.bot.get_channel(job.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
             return False
@@ -162,14 +185,18 @@ class DeliveryCog(commands.Cog):
         content = f"<@{job.user_id}> " + (
             note
             if public
-            else f"your avatar job #{job.id} ended ({job.state.value}). "
-            "I could not DM you the details; run `/avatar history` to see them."
+            else t.gettext(
+                "your avatar job #{job_id} ended ({state}). "
+                "I could not DM you the details; run `/avatar history` to see them.",
+                job_id=job.id,
+                state=state_name(job.state, t),
+            )
         )
         try:
             await channel.send(
                 content,
                 embed=embed if public else None,
-                view=buttons if public else None,
+                view=result_buttons(job, t) if public else None,
                 allowed_mentions=discord.AllowedMentions(
                     everyone=False, roles=False, users=[discord.Object(job.user_id)]
                 ),
@@ -187,10 +214,16 @@ class DeliveryCog(commands.Cog):
         if not isinstance(channel, discord.abc.Messageable):
             log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
             return
+        t = server_language(self.bot.get_guild(job.guild_id), settings.language)
         try:
-            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=log_embed(job, t), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
+
+    async def _server_language(self, guild_id: int) -> Translation:
+        """The language moderators chose for the server's posts, else the server's own."""
+        settings = await self.bot.store.get_guild_settings(guild_id)
+        return server_language(self.bot.get_guild(guild_id), settings.language)
 
 
 def delivery_of(bot: commands.Bot) -> DeliveryCog:

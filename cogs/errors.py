@@ -14,7 +14,9 @@ import discord
 from discord import app_commands
 
 from avatar_api import ValidationError
+from avatar_api.text import LazyText
 
+from .language import member_language
 from .ui import NO_MENTIONS, safe
 
 log = logging.getLogger(__name__)
@@ -23,11 +25,12 @@ UNKNOWN_INTERACTION = 10062  # Discord's code for an acknowledgement that came t
 
 
 class AvatarError(app_commands.AppCommandError):
-    """A refusal decided in a command body, shown to the member as is."""
+    """A refusal decided in a command body, shown to the member in their language."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: LazyText | str) -> None:
+        self.text = message if isinstance(message, LazyText) else LazyText(message)
+        self.message = str(self.text)
+        super().__init__(self.message)
 
 
 async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
@@ -45,9 +48,9 @@ async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
     return result
 
 
-async def refuse(interaction: discord.Interaction, message: str) -> None:
+async def refuse(interaction: discord.Interaction, message: LazyText | str) -> None:
     """An expected refusal: an ephemeral reply, not an error."""
-    await send_ephemeral(interaction, f"⚠️ {message}")
+    await send_ephemeral(interaction, f"⚠️ {member_language(interaction).render(message)}")
 
 
 async def reply_to_error(
@@ -55,18 +58,20 @@ async def reply_to_error(
 ) -> None:
     """Every error becomes one ephemeral message; unexpected ones get an id to quote."""
     original = getattr(error, "original", error)
+    t = member_language(interaction)
     if isinstance(original, AvatarError):
-        message = f"⚠️ {original.message}"
+        message = f"⚠️ {t.render(original.text)}"
     elif isinstance(original, ValidationError):
-        message = f"⚠️ {safe(str(original))}"
+        message = f"⚠️ {safe(t.render(original.text))}"
     elif isinstance(error, app_commands.CommandOnCooldown):
-        message = f"⏳ Slow down: try again in {error.retry_after:.0f} s."
+        seconds = t.number(round(error.retry_after))
+        message = t.gettext("⏳ Slow down: try again in {seconds} s.", seconds=seconds)
     elif isinstance(error, app_commands.MissingPermissions):
-        message = "🔒 You need the **Manage Server** permission for this command."
+        message = t.gettext("🔒 You need the **Manage Server** permission for this command.")
     elif isinstance(error, app_commands.NoPrivateMessage):
-        message = "Avatar Bot works inside servers only."
+        message = t.gettext("Avatar Bot works inside servers only.")
     elif isinstance(error, app_commands.CheckFailure):
-        message = "🔒 You cannot use this command here."
+        message = t.gettext("🔒 You cannot use this command here.")
     else:
         await report_unexpected(interaction, original)
         return
@@ -79,7 +84,10 @@ async def report_unexpected(interaction: discord.Interaction, error: BaseExcepti
     log.error("interaction failed (error id %s)", error_id, exc_info=error)
     await send_ephemeral(
         interaction,
-        f"Something went wrong on our side. Quote error id `{error_id}` to a server admin.",
+        member_language(interaction).gettext(
+            "Something went wrong on our side. Quote error id `{error_id}` to a server admin.",
+            error_id=error_id,
+        ),
     )
 
 

@@ -19,11 +19,13 @@ import discord
 from discord.ext import commands
 
 from avatar_api import ValidationError
+from avatar_api.text import LazyText
 from avatarbot.policy import JOB_GONE, NOT_REPEATABLE, ButtonAction, Requester, may_press
 from avatarbot.store.base import CancelOutcome, SourceType
 
 from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, report_unexpected, send_ephemeral, timed_ack
+from .language import member_language
 from .requesters import requester_of
 from .ui import (
     DELETED,
@@ -113,28 +115,31 @@ class JobActions(commands.Cog):
     ) -> None:
         """A new request under every rule of the job's server; progress private, result public."""
         await acknowledge(interaction)
+        t = member_language(interaction)
         requester = await self._requester(interaction, key)
         if isinstance(requester, str):
-            await edit_reply(interaction, content=f"⚠️ {requester}")
+            await edit_reply(interaction, content=f"⚠️ {t.render(requester)}")
             return
         try:
             admission = await self.bot.service.remake(requester, key.job_id, edits)
         except ValidationError as error:
-            await edit_reply(interaction, content=f"⚠️ {safe(str(error))}")
+            await edit_reply(interaction, content=f"⚠️ {safe(t.render(error.text))}")
             return
         if admission.refusal is not None:
-            await edit_reply(interaction, content=f"⚠️ {admission.refusal.message}")
+            await edit_reply(interaction, content=f"⚠️ {t.render(admission.refusal.text)}")
             return
         assert admission.job is not None
         await self.delivery.track(interaction, admission.job)
 
-    async def _requester(self, interaction: discord.Interaction, key: JobKey) -> Requester | str:
+    async def _requester(
+        self, interaction: discord.Interaction, key: JobKey
+    ) -> Requester | LazyText:
         """Who asks, under the rules of the server the avatar came from (also from a DM)."""
         if interaction.guild_id is not None:
             return requester_of(interaction)
         job = await self.bot.service.past_job(key.user_id, key.guild_id, key.job_id)
         if job is None:
-            return JOB_GONE.message
+            return JOB_GONE.text
         guild = self.bot.get_guild(key.guild_id)
         if guild is None:
             return SERVER_GONE
@@ -149,6 +154,7 @@ class JobActions(commands.Cog):
             channel_id=job.channel_id,
             role_ids=frozenset(role.id for role in member.roles),
             parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+            locale=interaction.locale.value,
         )
 
     async def _open_editor(self, interaction: discord.Interaction, key: JobKey) -> None:
@@ -163,9 +169,10 @@ class JobActions(commands.Cog):
             await refuse(interaction, EDIT_UNAVAILABLE)
             return
         if job is None or job.mode is not SourceType.GENERATE:
-            await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).message)
+            await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).text)
             return
-        await timed_ack(interaction, interaction.response.send_modal(edit_modal(job)))
+        modal = edit_modal(job, member_language(interaction))
+        await timed_ack(interaction, interaction.response.send_modal(modal))
 
     # --- Delete and Cancel ----------------------------------------------------------------
     async def _delete(self, interaction: discord.Interaction) -> None:
@@ -175,16 +182,17 @@ class JobActions(commands.Cog):
             await interaction.delete_original_response()
         except discord.HTTPException as error:
             log.info("could not delete a result post: %s", error)
-            await send_ephemeral(interaction, NOT_DELETED)
+            await send_ephemeral(interaction, member_language(interaction).render(NOT_DELETED))
             return
-        await send_ephemeral(interaction, DELETED)
+        await send_ephemeral(interaction, member_language(interaction).render(DELETED))
 
     async def _cancel(self, interaction: discord.Interaction, key: JobKey) -> None:
         """Withdraw a queued job; the pressed message loses its Cancel either way."""
         await timed_ack(interaction, interaction.response.defer())
         result = await self.bot.service.cancel(key.user_id, key.job_id)
-        rest = buttons_except(interaction.message, key.custom_id(ButtonAction.CANCEL.value))
-        text = cancel_text(result, key.job_id)
+        t = member_language(interaction)
+        rest = buttons_except(interaction.message, key.custom_id(ButtonAction.CANCEL.value), t)
+        text = cancel_text(result, key.job_id, t)
         if result.outcome is not CancelOutcome.CANCELLED or result.job is None:
             await edit_reply(interaction, view=rest)
             await send_ephemeral(interaction, text)
@@ -192,7 +200,7 @@ class JobActions(commands.Cog):
         await self.delivery.untrack(key.job_id)
         embeds = interaction.message.embeds if interaction.message else []
         if embeds:  # a history: the job's line shows the cancel too
-            embeds = [with_history_line(embeds[0], result.job), *embeds[1:]]
+            embeds = [with_history_line(embeds[0], result.job, t), *embeds[1:]]
         await edit_reply(interaction, content=text, view=rest, embeds=embeds)
 
 

@@ -24,4 +24,5 @@ def requester_of(interaction: discord.Interaction) -> Requester:
         channel_id=interaction.channel_id,
         role_ids=roles,
         parent_channel_id=parent,
+        locale=interaction.locale.value,
     )

@@ -7,14 +7,16 @@ before it is shown, and every message is sent with no mentions allowed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from enum import StrEnum
 
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from avatar_api.preflight import PreflightReport
+from avatar_api.text import N_, LazyText
 from avatarbot.failures import FailureKind
+from avatarbot.i18n import Translation
 from avatarbot.store.base import CancelOutcome, CancelResult, JobRecord, JobState, SourceType
 
 SUCCESS = discord.Colour.green()
@@ -24,15 +26,24 @@ NO_MENTIONS = discord.AllowedMentions.none()
 
 _LABELS = {"Young Adult": "Young adult", "Middle-Aged": "Middle-aged", "Non-Binary": "Non-binary"}
 _OPTION_TITLES = {
-    "name": "Name",
-    "age": "Age",
-    "gender": "Gender",
-    "ethnicity": "Ethnicity",
-    "orientation": "Orientation",
-    "pose": "Pose",
-    "style": "Style",
-    "appearance": "Appearance",
-    "photos": "Photos",
+    "name": N_("Name"),
+    "age": N_("Age"),
+    "gender": N_("Gender"),
+    "ethnicity": N_("Ethnicity"),
+    "orientation": N_("Orientation"),
+    "pose": N_("Pose"),
+    "style": N_("Style"),
+    "appearance": N_("Appearance"),
+    "photos": N_("Photos"),
+}
+_MODE_NAMES = {"generate": N_("generate"), "upload": N_("upload")}
+_STATE_NAMES = {
+    "queued": N_("queued"),
+    "running": N_("running"),
+    "succeeded": N_("succeeded"),
+    "failed": N_("failed"),
+    "refused": N_("refused"),
+    "cancelled": N_("cancelled"),
 }
 
 
@@ -42,9 +53,45 @@ def choice_label(value: str) -> str:
     return label[:1].upper() + label[1:]
 
 
+# What Discord shows for each API value (a choice's value stays the API's string).
+_CHOICE_NAMES = {
+    "Young Adult": locale_str("Young adult"),
+    "Middle-Aged": locale_str("Middle-aged"),
+    "Senior": locale_str("Senior"),
+    "Unspecified": locale_str("Unspecified"),
+    "Male": locale_str("Male"),
+    "Female": locale_str("Female"),
+    "Non-Binary": locale_str("Non-binary"),
+    "Asian": locale_str("Asian"),
+    "Black": locale_str("Black"),
+    "Caucasian": locale_str("Caucasian"),
+    "Hispanic": locale_str("Hispanic"),
+    "Middle Eastern": locale_str("Middle Eastern"),
+    "Mixed": locale_str("Mixed"),
+    "square": locale_str("Square"),
+    "portrait": locale_str("Portrait"),
+    "landscape": locale_str("Landscape"),
+    "half_body": locale_str("Half body"),
+    "close_up": locale_str("Close up"),
+    "full_body": locale_str("Full body"),
+    "Realistic": locale_str("Realistic"),
+    "Artistic": locale_str("Artistic"),
+    "Professional": locale_str("Professional"),
+    "face": locale_str("Face"),
+    "sharpness": locale_str("Sharpness"),
+    "exposure": locale_str("Exposure"),
+    "duplicate": locale_str("Duplicate"),
+}
+
+
+def choice_name(value: str) -> locale_str:
+    """The name of an API value as a choice, translated by the command tree's translator."""
+    return _CHOICE_NAMES.get(value) or locale_str(choice_label(value))
+
+
 def enum_choices(enum: type[StrEnum]) -> list[app_commands.Choice[str]]:
     """Discord choices whose values are the API's strings and whose names read well."""
-    return [app_commands.Choice(name=choice_label(m.value), value=m.value) for m in enum]
+    return [app_commands.Choice(name=choice_name(m.value), value=m.value) for m in enum]
 
 
 def safe(text: str, limit: int = 1024) -> str:
@@ -54,203 +101,258 @@ def safe(text: str, limit: int = 1024) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
-def describe_options(options: Mapping[str, str]) -> str:
+def describe_options(options: Mapping[str, str], t: Translation) -> str:
     lines = []
     for key, value in options.items():
-        title = _OPTION_TITLES.get(key, key)
-        shown = choice_label(value) if key not in {"name", "appearance", "photos"} else value
+        title = t.render(_OPTION_TITLES[key]) if key in _OPTION_TITLES else key
+        if key in {"name", "appearance", "photos"}:
+            shown = value
+        else:
+            shown = t.gettext(choice_name(value).message)
         lines.append(f"**{title}:** {safe(shown, 300)}")
-    return "\n".join(lines) or "defaults"
+    return "\n".join(lines) or t.gettext("defaults")
 
 
-def result_embed(job: JobRecord) -> discord.Embed:
+def mode_name(mode: StrEnum, t: Translation) -> str:
+    return t.render(_MODE_NAMES[mode.value]) if mode.value in _MODE_NAMES else mode.value
+
+
+def state_name(state: StrEnum, t: Translation) -> str:
+    return t.render(_STATE_NAMES[state.value]) if state.value in _STATE_NAMES else state.value
+
+
+def result_embed(job: JobRecord, t: Translation) -> discord.Embed:
     if job.state is JobState.SUCCEEDED:
-        embed = discord.Embed(title="Your avatar is on its way", colour=SUCCESS)
-        embed.description = GROUP_ID_NOTE
+        embed = discord.Embed(title=t.gettext("Your avatar is on its way"), colour=SUCCESS)
+        embed.description = t.render(GROUP_ID_NOTE)
         if job.mode is SourceType.UPLOAD:
-            embed.description += "\n" + UPLOAD_NOT_REPEATABLE
-        embed.add_field(name="Group ID", value=f"```\n{job.group_id}\n```", inline=False)
-        embed.add_field(name="Status", value=safe(job.avatar_status or "unknown"), inline=True)
+            embed.description += "\n" + t.render(UPLOAD_NOT_REPEATABLE)
+        embed.add_field(name=t.gettext("Group ID"), value=f"```\n{job.group_id}\n```", inline=False)
+        status = safe(job.avatar_status) if job.avatar_status else t.gettext("unknown")
+        embed.add_field(name=t.gettext("Status"), value=status, inline=True)
     else:
-        embed = discord.Embed(title="Your avatar could not be created", colour=FAILURE)
-        embed.description = failure_text(job)
-    embed.add_field(name="Mode", value=job.mode.value, inline=True)
-    took = _duration(job.created_at, job.finished_at)
-    if took:
-        embed.add_field(name="Took", value=took, inline=True)
-    embed.add_field(name="Options", value=describe_options(job.options)[:1024], inline=False)
-    embed.set_footer(text=f"Job #{job.id}")
+        embed = discord.Embed(title=t.gettext("Your avatar could not be created"), colour=FAILURE)
+        embed.description = failure_text(job, t)
+    embed.add_field(name=t.gettext("Mode"), value=mode_name(job.mode, t), inline=True)
+    if job.finished_at is not None:
+        took = t.duration((job.finished_at - job.created_at).total_seconds())
+        embed.add_field(name=t.gettext("Took"), value=took, inline=True)
+    options = describe_options(job.options, t)[:1024]
+    embed.add_field(name=t.gettext("Options"), value=options, inline=False)
+    embed.set_footer(text=t.gettext("Job #{job_id}", job_id=job.id))
     return embed
 
 
-def history_title(job: JobRecord) -> str:
-    when = job.created_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"#{job.id} · {job.mode.value} · {job.state.value} · {when}"
+def history_title(job: JobRecord, t: Translation) -> str:
+    when = t.datetime(job.created_at, "short") + " UTC"
+    return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
 
 
-def history_line(job: JobRecord) -> str:
+def history_line(job: JobRecord, t: Translation) -> str:
     if job.group_id:
-        return f"Group ID: `{job.group_id}`"
+        return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
     if job.refusal:
-        return f"Refused ({job.refusal})"
+        return t.gettext("Refused ({reason})", reason=job.refusal)
     if job.error_kind:
-        return f"Failed ({safe(job.error_kind)})"
+        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
     if job.state is JobState.CANCELLED:
-        return "Cancelled: nothing was sent"
-    return "In progress"
+        return t.gettext("Cancelled: nothing was sent")
+    return t.gettext("In progress")
 
 
-def with_history_line(embed: discord.Embed, job: JobRecord) -> discord.Embed:
+def with_history_line(embed: discord.Embed, job: JobRecord, t: Translation) -> discord.Embed:
     """A history embed whose line for ``job`` shows the job as it is now."""
     for index, line in enumerate(embed.fields):
         if (line.name or "").startswith(f"#{job.id} ·"):
             embed.set_field_at(
-                index, name=history_title(job), value=history_line(job), inline=False
+                index, name=history_title(job, t), value=history_line(job, t), inline=False
             )
     return embed
 
 
-def progress_text(job_id: int, position: int | None, eta_seconds: float | None) -> str:
+def progress_text(
+    job_id: int, position: int | None, eta_seconds: float | None, t: Translation
+) -> str:
     if position is None:
-        return f"⏳ Creating your avatar… (job #{job_id})"
-    eta = f" — about {_human_seconds(eta_seconds)}" if eta_seconds and eta_seconds > 1 else ""
-    return f"⏳ You are #{position} in line{eta} (job #{job_id})."
-
-
-def preflight_refusal(report: PreflightReport) -> str:
-    """Every problem of every photo, in one message."""
-    problems = "\n".join(f"• {safe(p.message, 400)}" for p in report.problems)
-    return (
-        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
-        f"nothing was counted:\n{problems}"
+        return t.gettext("⏳ Creating your avatar… (job #{job_id})", job_id=job_id)
+    if eta_seconds and eta_seconds > 1:
+        return t.gettext(
+            "⏳ You are #{position} in line — about {eta} (job #{job_id}).",
+            position=t.number(position),
+            eta=t.about(eta_seconds),
+            job_id=job_id,
+        )
+    return t.gettext(
+        "⏳ You are #{position} in line (job #{job_id}).",
+        position=t.number(position),
+        job_id=job_id,
     )
 
 
-def log_embed(job: JobRecord) -> discord.Embed:
+def preflight_refusal(report: PreflightReport, t: Translation) -> str:
+    """Every problem of every photo, in one message."""
+    problems = "\n".join(f"• {safe(t.render(p.text), 400)}" for p in report.problems)
+    return t.gettext(
+        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+        "nothing was counted:\n{problems}",
+        problems=problems,
+    )
+
+
+def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
     """The moderators' log entry for one job: who, mode, options, outcome, group id."""
     ok = job.state is JobState.SUCCEEDED
-    embed = discord.Embed(
-        title=f"Avatar job #{job.id}: {job.state.value}", colour=SUCCESS if ok else FAILURE
+    title = t.gettext(
+        "Avatar job #{job_id}: {state}", job_id=job.id, state=state_name(job.state, t)
     )
-    embed.add_field(name="Member", value=f"<@{job.user_id}>", inline=True)
-    embed.add_field(name="Channel", value=f"<#{job.channel_id}>", inline=True)
-    embed.add_field(name="Mode", value=job.mode.value, inline=True)
+    embed = discord.Embed(title=title, colour=SUCCESS if ok else FAILURE)
+    embed.add_field(name=t.gettext("Member"), value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name=t.gettext("Channel"), value=f"<#{job.channel_id}>", inline=True)
+    embed.add_field(name=t.gettext("Mode"), value=mode_name(job.mode, t), inline=True)
     if job.mode is SourceType.UPLOAD:
-        embed.add_field(name="Photos", value=str(job.photo_count), inline=True)
-    embed.add_field(name="Options", value=describe_options(job.options)[:1024], inline=False)
+        embed.add_field(name=t.gettext("Photos"), value=t.number(job.photo_count), inline=True)
+    options = describe_options(job.options, t)[:1024]
+    embed.add_field(name=t.gettext("Options"), value=options, inline=False)
     if ok:
-        embed.add_field(name="Group ID", value=f"`{job.group_id}`", inline=False)
+        embed.add_field(name=t.gettext("Group ID"), value=f"`{job.group_id}`", inline=False)
     else:
-        embed.add_field(name="Error", value=safe(job.error_kind or "unknown"), inline=False)
+        error = safe(job.error_kind) if job.error_kind else t.gettext("unknown")
+        embed.add_field(name=t.gettext("Error"), value=error, inline=False)
     return embed
 
 
 # --- buttons ------------------------------------------------------------------------------
-REROLL_LABEL = "Re-roll"
-EDIT_LABEL = "Edit"
-DELETE_LABEL = "Delete"
-CANCEL_LABEL = "Cancel"
-GROUP_ID_NOTE = (
+# kind: button
+REROLL_LABEL = N_("Re-roll")
+# kind: button
+EDIT_LABEL = N_("Edit")
+# kind: button
+DELETE_LABEL = N_("Delete")
+# kind: button
+CANCEL_LABEL = N_("Cancel")
+GROUP_ID_NOTE = N_(
     "The avatar lives in HeyGen, in the bot operator's agent.ai account; "
     "the group id is how to find it there."
 )
-UPLOAD_NOT_REPEATABLE = "No Re-roll or Edit for uploads: the photos are never kept."
-NOT_YOUR_JOB = "Only the member who asked for this avatar can use this button."
-NOT_YOUR_POST = (
+UPLOAD_NOT_REPEATABLE = N_("No Re-roll or Edit for uploads: the photos are never kept.")
+NOT_YOUR_JOB = N_("Only the member who asked for this avatar can use this button.")
+NOT_YOUR_POST = N_(
     "Only the member who asked for this avatar, or a moderator with Manage Server, can delete it."
 )
-EDIT_TITLE = "Edit and make again"
-EDIT_NAME_LABEL = "Name"
-EDIT_APPEARANCE_LABEL = "Appearance"
-EDIT_APPEARANCE_HINT = "Describe the look you want (up to 1000 characters)"
-EDIT_KEPT = "**These stay as they were:**\n"
-EDIT_UNAVAILABLE = "The editor could not be opened just now. Press Edit again in a moment."
-DELETED = "Deleted. The job stays in `/avatar history`."
-NOT_DELETED = "The post could not be deleted; it may be gone already."
-SERVER_GONE = "The bot is no longer in the server this avatar came from."
-MEMBER_GONE = "You are no longer a member of the server this avatar came from."
+# kind: modal
+EDIT_TITLE = N_("Edit and make again")
+# kind: modal
+EDIT_NAME_LABEL = N_("Name")
+# kind: modal
+EDIT_APPEARANCE_LABEL = N_("Appearance")
+# kind: description
+EDIT_APPEARANCE_HINT = N_("Describe the look you want (up to 1000 characters)")
+EDIT_KEPT = N_("**These stay as they were:**")
+EDIT_UNAVAILABLE = N_("The editor could not be opened just now. Press Edit again in a moment.")
+DELETED = N_("Deleted. The job stays in `/avatar history`.")
+NOT_DELETED = N_("The post could not be deleted; it may be gone already.")
+SERVER_GONE = N_("The bot is no longer in the server this avatar came from.")
+MEMBER_GONE = N_("You are no longer a member of the server this avatar came from.")
 
 
-def cancel_text(result: CancelResult, job_id: int) -> str:
+def cancel_text(result: CancelResult, job_id: int, t: Translation) -> str:
     match result.outcome:
         case CancelOutcome.CANCELLED:
-            return f"🛑 Job #{job_id} is cancelled: nothing was sent and nothing was counted."
+            return t.gettext(
+                "🛑 Job #{job_id} is cancelled: nothing was sent and nothing was counted.",
+                job_id=job_id,
+            )
         case CancelOutcome.ALREADY_STARTED:
-            return f"⏳ Too late to cancel job #{job_id}: it is already being created."
+            return t.gettext(
+                "⏳ Too late to cancel job #{job_id}: it is already being created.", job_id=job_id
+            )
         case CancelOutcome.ALREADY_ENDED:
-            state = result.job.state.value if result.job else "over"
-            return f"Job #{job_id} has already ended ({state})."
+            state = state_name(result.job.state, t) if result.job else ""
+            return t.gettext(
+                "Job #{job_id} has already ended ({state}).", job_id=job_id, state=state
+            )
         case _:
-            return f"Job #{job_id} is no longer on record."
+            return t.gettext("Job #{job_id} is no longer on record.", job_id=job_id)
 
 
-def kept_options_text(options: Mapping[str, str]) -> str:
+def kept_options_text(options: Mapping[str, str], t: Translation) -> str:
     """What an edit keeps: every option but the texts the modal changes."""
     kept = {k: v for k, v in options.items() if k not in {"name", "appearance"}}
-    return EDIT_KEPT + describe_options(kept)
+    return t.render(EDIT_KEPT) + "\n" + describe_options(kept, t)
 
 
-_FAILURES: dict[FailureKind, str] = {
-    FailureKind.AUTHENTICATION: "The bot's agent.ai token was rejected. A server admin needs to "
-    "check the bot's set-up; nothing you did caused this.",
-    FailureKind.PERMISSION_DENIED: "The bot's agent.ai account may not use this action (plan or "
-    "credits). A server admin needs to check it.",
-    FailureKind.NOT_FOUND: "The bot is pointed at the wrong agent.ai address. A server admin "
-    "needs to check AGENT_AI_BASE_URL.",
-    FailureKind.RATE_LIMITED: "agent.ai is over its rate limit right now. Try again in a minute.",
-    FailureKind.SERVER_ERROR: "agent.ai or HeyGen failed on their side. Try again in a few "
-    "minutes.",
-    FailureKind.MAYBE_CREATED: "agent.ai did not answer in time, so your avatar may or may not "
-    "have been created. It was not sent again; check your HeyGen account before you try again.",
-    FailureKind.CONNECTION_LOST: "The connection to agent.ai broke after your request was sent. "
-    "Your avatar may or may not have been created. It was not sent again; check your HeyGen "
-    "account before you try again.",
-    FailureKind.CONNECTION: "The bot could not reach agent.ai. Try again in a few minutes.",
-    FailureKind.UNEXPECTED_RESPONSE: "agent.ai answered in a way the bot does not understand. "
-    "Try again later; if it keeps happening, tell a server admin.",
-    FailureKind.SERVER_LEFT: "The bot was removed from the server before your avatar was made. "
-    "Nothing was sent to agent.ai.",
-    FailureKind.INTERRUPTED: "The bot restarted while your avatar was in progress. It was not "
-    "sent twice; please run the command again.",
+_FAILURES: dict[FailureKind, LazyText] = {
+    FailureKind.AUTHENTICATION: N_(
+        "The bot's agent.ai token was rejected. A server admin needs to "
+        "check the bot's set-up; nothing you did caused this."
+    ),
+    FailureKind.PERMISSION_DENIED: N_(
+        "The bot's agent.ai account may not use this action (plan or "
+        "credits). A server admin needs to check it."
+    ),
+    FailureKind.NOT_FOUND: N_(
+        "The bot is pointed at the wrong agent.ai address. A server admin "
+        "needs to check AGENT_AI_BASE_URL."
+    ),
+    FailureKind.RATE_LIMITED: N_(
+        "agent.ai is over its rate limit right now. Try again in a minute."
+    ),
+    FailureKind.SERVER_ERROR: N_(
+        "agent.ai or HeyGen failed on their side. Try again in a few minutes."
+    ),
+    FailureKind.MAYBE_CREATED: N_(
+        "agent.ai did not answer in time, so your avatar may or may not "
+        "have been created. It was not sent again; check your HeyGen account before you try again."
+    ),
+    FailureKind.CONNECTION_LOST: N_(
+        "The connection to agent.ai broke after your request was sent. Your avatar may or may "
+        "not have been created. It was not sent again; check your HeyGen account before you try "
+        "again."
+    ),
+    FailureKind.CONNECTION: N_("The bot could not reach agent.ai. Try again in a few minutes."),
+    FailureKind.UNEXPECTED_RESPONSE: N_(
+        "agent.ai answered in a way the bot does not understand. "
+        "Try again later; if it keeps happening, tell a server admin."
+    ),
+    FailureKind.SERVER_LEFT: N_(
+        "The bot was removed from the server before your avatar was made. "
+        "Nothing was sent to agent.ai."
+    ),
+    FailureKind.INTERRUPTED: N_(
+        "The bot restarted while your avatar was in progress. It was not "
+        "sent twice; please run the command again."
+    ),
 }
 # A job that was running when the bot stopped had been sent: it may exist.
-_INTERRUPTED_WHILE_SENT = (
+_INTERRUPTED_WHILE_SENT = N_(
     "The bot restarted while your avatar was being created, so it may or may not have been "
     "created. It was not sent again; check your HeyGen account before you run the command again."
 )
 
 
-def failure_text(job: JobRecord) -> str:
+def failure_text(job: JobRecord, t: Translation) -> str:
     kind = job.error_kind
     if kind is FailureKind.BAD_REQUEST:
-        text = f"agent.ai rejected the request: {safe(job.error_message or 'no reason given', 300)}"
+        reason = safe(job.error_message, 300) if job.error_message else t.gettext("no reason given")
+        text = t.gettext("agent.ai rejected the request: {reason}", reason=reason)
     elif kind is FailureKind.API_STATUS:
-        text = (
-            f"{safe(job.error_message or 'agent.ai answered with an error', 300)}. "
-            "Try again in a few minutes; if it keeps happening, tell a server admin."
+        message = (
+            safe(job.error_message, 300)
+            if job.error_message
+            else t.gettext("agent.ai answered with an error")
+        )
+        text = t.gettext(
+            "{message}. Try again in a few minutes; if it keeps happening, tell a server admin.",
+            message=message,
         )
     elif kind is FailureKind.INTERRUPTED and job.started_at is not None:
-        text = _INTERRUPTED_WHILE_SENT
+        text = t.render(_INTERRUPTED_WHILE_SENT)
     elif kind is not None and kind in _FAILURES:
-        text = _FAILURES[kind]
+        text = t.render(_FAILURES[kind])
     else:
-        text = (
+        text = t.gettext(
             "Something went wrong on our side. Try again later; a server admin can "
-            f"find the details in the bot's log under job #{job.id}."
+            "find the details in the bot's log under job #{job_id}.",
+            job_id=job.id,
         )
-    return text + "\nThis job did not count against your quota."
-
-
-def _duration(start: datetime, end: datetime | None) -> str | None:
-    if end is None:
-        return None
-    return _human_seconds((end - start).total_seconds())
-
-
-def _human_seconds(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    if seconds < 60:
-        return f"{seconds:.0f} s" if seconds >= 10 else f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    return text + "\n" + t.gettext("This job did not count against your quota.")

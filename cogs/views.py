@@ -1,11 +1,13 @@
 """The buttons members press: the first-upload consent, the forget confirmation, and the
 buttons on a job's messages (Re-roll, Edit, Delete, Cancel) with Edit's modal.
 
-The consent and forget views live in memory for a few minutes. A job's buttons must
-outlive the process: each is a :class:`discord.ui.DynamicItem` whose custom id names
-the action, the job, its requester and its server (``avatar:reroll:<job>:<user>:<guild>``),
-so any process, also one started after the message was sent, answers it. Edit's modal
-is never kept in memory either: :mod:`cogs.job_actions` matches its custom id
+Labels and texts are in the language of the member the view is shown to (a public
+post's, in the server's). The consent and forget views live in memory for a few
+minutes. A job's buttons must outlive the process: each is a
+:class:`discord.ui.DynamicItem` whose custom id names the action, the job, its
+requester and its server (``avatar:reroll:<job>:<user>:<guild>``), so any process,
+also one started after the message was sent, answers it. Edit's modal is never kept
+in memory either: :mod:`cogs.job_actions` matches its custom id
 (``avatar:edit-modal:<job>:<user>:<guild>``) in an interaction listener.
 """
 
@@ -19,10 +21,13 @@ from typing import Any, Protocol, cast
 
 import discord
 
+from avatar_api.text import N_, LazyText
+from avatarbot.i18n import Translation
 from avatarbot.policy import ButtonAction
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import report_unexpected
+from .language import member_language
 from .ui import (
     CANCEL_LABEL,
     DELETE_LABEL,
@@ -37,14 +42,14 @@ from .ui import (
 
 log = logging.getLogger(__name__)
 
-CONSENT_TEXT = (
+CONSENT_TEXT = N_(
     "**Before your first upload**\n"
     "The photos you upload are sent to agent.ai and HeyGen to build an avatar of the person "
     "in them. Please confirm that **the photos are of you**, or that **the person in them "
     "has agreed** to this.\n"
     "Photos are never stored by this bot; they are held in memory only while they are sent."
 )
-FORGET_TEXT = (
+FORGET_TEXT = N_(
     "This deletes every record of your avatar jobs (on every server using this bot) "
     "and your photo consent. Group ids you have not saved will be gone. Continue?"
 )
@@ -55,30 +60,38 @@ Forget = Callable[[], Awaitable[int]]
 class ConsentView(discord.ui.View):
     """The one-time statement on a member's first upload; accepting carries on with it."""
 
-    def __init__(self, user_id: int, on_accept: OnConsent) -> None:
+    def __init__(self, user_id: int, on_accept: OnConsent, t: Translation) -> None:
         super().__init__(timeout=300)
         self.user_id = user_id
         self.on_accept = on_accept
+        # kind: button
+        self.accept.label = t.gettext("These are my photos / I have consent")
+        # kind: button
+        self.cancel.label = t.gettext("Cancel")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(
-        label="These are my photos / I have consent", style=discord.ButtonStyle.success
-    )
+    @discord.ui.button(style=discord.ButtonStyle.success)
     async def accept(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Thanks. Checking your photos…", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Thanks. Checking your photos…"),
+            view=None,
+        )
         await self.on_accept(interaction)
 
-    @discord.ui.button(label="Cancel", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def cancel(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Cancelled; nothing was sent.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Cancelled; nothing was sent."),
+            view=None,
+        )
 
     async def on_error(
         self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
@@ -87,30 +100,41 @@ class ConsentView(discord.ui.View):
 
 
 class ForgetView(discord.ui.View):
-    def __init__(self, user_id: int, forget: Forget) -> None:
+    def __init__(self, user_id: int, forget: Forget, t: Translation) -> None:
         super().__init__(timeout=120)
         self.user_id = user_id
         self.forget = forget
+        # kind: button
+        self.confirm.label = t.gettext("Delete my records")
+        # kind: button
+        self.keep.label = t.gettext("Keep them")
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         return interaction.user.id == self.user_id
 
-    @discord.ui.button(label="Delete my records", style=discord.ButtonStyle.danger)
+    @discord.ui.button(style=discord.ButtonStyle.danger)
     async def confirm(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
         deleted = await self.forget()
-        await interaction.response.edit_message(
-            content=f"Done: {deleted} records and your photo consent were deleted.", view=None
+        t = member_language(interaction)
+        text = t.ngettext(
+            "Done: {count} record and your photo consent were deleted.",
+            "Done: {count} records and your photo consent were deleted.",
+            deleted,
+            count=t.number(deleted),
         )
+        await interaction.response.edit_message(content=text, view=None)
 
-    @discord.ui.button(label="Keep them", style=discord.ButtonStyle.secondary)
+    @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def keep(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(content="Nothing was deleted.", view=None)
+        await interaction.response.edit_message(
+            content=member_language(interaction).gettext("Nothing was deleted."), view=None
+        )
 
 
 # --- a job's buttons ---------------------------------------------------------------------
@@ -122,7 +146,7 @@ EDIT_MODAL = "edit-modal"
 EDITED_TEXTS = {"name": 100, "appearance": 1000}  # the modal's fields and their limits
 MAX_BUTTONS = 25  # five rows of five
 
-_LOOKS: dict[ButtonAction, tuple[str, discord.ButtonStyle, str]] = {
+_LOOKS: dict[ButtonAction, tuple[LazyText, discord.ButtonStyle, str]] = {
     ButtonAction.REROLL: (REROLL_LABEL, discord.ButtonStyle.primary, "🎲"),
     ButtonAction.EDIT: (EDIT_LABEL, discord.ButtonStyle.secondary, "✏️"),
     ButtonAction.DELETE: (DELETE_LABEL, discord.ButtonStyle.danger, "🗑️"),
@@ -151,10 +175,10 @@ class JobKey:
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_TEMPLATE):
-    def __init__(self, action: ButtonAction, key: JobKey) -> None:
+    def __init__(self, action: ButtonAction, key: JobKey, t: Translation) -> None:
         label, style, emoji = _LOOKS[action]
         button: discord.ui.Button[Any] = discord.ui.Button(
-            label=label, style=style, emoji=emoji, custom_id=key.custom_id(action.value)
+            label=t.render(label), style=style, emoji=emoji, custom_id=key.custom_id(action.value)
         )
         super().__init__(button)
         self.action = action
@@ -164,7 +188,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str], /
     ) -> JobButton:
-        return cls(ButtonAction(match["action"]), JobKey.from_match(match))
+        action, key = ButtonAction(match["action"]), JobKey.from_match(match)
+        return cls(action, key, member_language(interaction))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         handler = interaction.client.get_cog(PRESS_HANDLER_COG)
@@ -186,18 +211,18 @@ PRESS_HANDLER_COG = "JobActions"
 
 
 # --- which messages carry which buttons ----------------------------------------------------
-def result_buttons(job: JobRecord) -> discord.ui.View | None:
+def result_buttons(job: JobRecord, t: Translation) -> discord.ui.View | None:
     """Re-roll, Edit and Delete on a generated avatar; uploads and failures carry none."""
     if job.state is not JobState.SUCCEEDED or job.mode is not SourceType.GENERATE:
         return None
     actions = (ButtonAction.REROLL, ButtonAction.EDIT, ButtonAction.DELETE)
-    return _view(JobButton(action, JobKey.of(job)) for action in actions)
+    return _view(JobButton(action, JobKey.of(job), t) for action in actions)
 
 
-def cancel_buttons(jobs: Iterable[JobRecord]) -> discord.ui.View | None:
+def cancel_buttons(jobs: Iterable[JobRecord], t: Translation) -> discord.ui.View | None:
     """Cancel for each job still queued (a progress reply, or a history's lines)."""
     queued = [j for j in jobs if j.state is JobState.QUEUED][:MAX_BUTTONS]
-    return _view(JobButton(ButtonAction.CANCEL, JobKey.of(j)) for j in queued)
+    return _view(JobButton(ButtonAction.CANCEL, JobKey.of(j), t) for j in queued)
 
 
 def with_view(view: discord.ui.View | None) -> dict[str, discord.ui.View]:
@@ -212,7 +237,9 @@ def _view(items: Iterable[discord.ui.Item[Any]]) -> discord.ui.View | None:
     return view if view.children else None
 
 
-def buttons_except(message: discord.Message | None, pressed: str) -> discord.ui.View | None:
+def buttons_except(
+    message: discord.Message | None, pressed: str, t: Translation
+) -> discord.ui.View | None:
     """The job buttons of ``message`` without the one pressed, rebuilt from their ids."""
     kept: list[JobButton] = []
     for row in message.components if message is not None else ():
@@ -220,18 +247,19 @@ def buttons_except(message: discord.Message | None, pressed: str) -> discord.ui.
             custom_id = getattr(child, "custom_id", None) or ""
             match = BUTTON_TEMPLATE.fullmatch(custom_id)
             if match is not None and custom_id != pressed:
-                kept.append(JobButton(ButtonAction(match["action"]), JobKey.from_match(match)))
+                action, key = ButtonAction(match["action"]), JobKey.from_match(match)
+                kept.append(JobButton(action, key, t))
     return _view(kept)
 
 
-def edit_modal(job: JobRecord) -> discord.ui.Modal:
+def edit_modal(job: JobRecord, t: Translation) -> discord.ui.Modal:
     """The Edit form, prefilled with the job's texts; it shows what stays as it was."""
     key = JobKey.of(job)
-    modal = discord.ui.Modal(title=EDIT_TITLE, custom_id=key.custom_id(EDIT_MODAL))
-    modal.add_item(discord.ui.TextDisplay(kept_options_text(job.options)[:4000]))
+    modal = discord.ui.Modal(title=t.render(EDIT_TITLE), custom_id=key.custom_id(EDIT_MODAL))
+    modal.add_item(discord.ui.TextDisplay(kept_options_text(job.options, t)[:4000]))
     modal.add_item(
         discord.ui.Label(
-            text=EDIT_NAME_LABEL,
+            text=t.render(EDIT_NAME_LABEL),
             component=discord.ui.TextInput(
                 custom_id="name",
                 default=job.options.get("name"),
@@ -242,8 +270,8 @@ def edit_modal(job: JobRecord) -> discord.ui.Modal:
     )
     modal.add_item(
         discord.ui.Label(
-            text=EDIT_APPEARANCE_LABEL,
-            description=EDIT_APPEARANCE_HINT,
+            text=t.render(EDIT_APPEARANCE_LABEL),
+            description=t.render(EDIT_APPEARANCE_HINT),
             component=discord.ui.TextInput(
                 custom_id="appearance",
                 style=discord.TextStyle.paragraph,

@@ -63,6 +63,8 @@ class GuildSettings:
     required_role_ids: frozenset[int] = frozenset()
     blocked_words: tuple[str, ...] = ()
     disabled_checks: frozenset[str] = frozenset()
+    language: str | None = None
+    """Discord's tag for the language of public posts and the log; None: the server's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class NewJob:
     options: Mapping[str, str]
     owner: str
     photo_sizes: tuple[int, ...] = ()
+    locale: str | None = None
 
     @property
     def photo_count(self) -> int:
@@ -115,6 +118,8 @@ class JobRecord:
     """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
     forgotten: bool = False
     """Its member ran ``/avatar forget``: only kept, stripped, while it counts for today."""
+    locale: str | None = None
+    """The requester's Discord language, to tell them the outcome outside their interaction."""
 
     @property
     def photo_count(self) -> int:

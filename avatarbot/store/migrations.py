@@ -93,10 +93,21 @@ def _v2_statements(backend: Backend) -> list[str]:
     ]
 
 
+def _languages_statements(backend: Backend) -> list[str]:
+    # NULL: a server follows its Discord language; a job without a locale reads the server's.
+    return [
+        "ALTER TABLE guild_settings ADD COLUMN language TEXT",
+        "ALTER TABLE jobs ADD COLUMN locale TEXT",
+    ]
+
+
 # Version 1 (the first release) is the base: a database older than that has none of
 # our tables, and a new one is created from the tables at LATEST_VERSION.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "typed failure kinds", _v2_statements),
+    Migration(
+        3, "languages: a server's chosen language, a requester's locale", _languages_statements
+    ),
     # Append the next version here.
 )
 FIRST_VERSION = 1

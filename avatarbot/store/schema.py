@@ -84,6 +84,7 @@ guild_settings = Table(
     Column("blocked_words", Text, nullable=False),
     Column("disabled_checks", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("language", Text),
 )
 
 blocks = Table(
@@ -128,6 +129,7 @@ jobs = Table(
     Column("member_turn", BigInteger),
     Column("forgotten", Boolean, nullable=False),
     Column("claimed_by", Text),
+    Column("locale", Text),
     Index("ix_jobs_active", "state", "guild_id"),
     Index("ix_jobs_member", "guild_id", "user_id", "created_at"),
     Index("ix_jobs_guild", "guild_id", "created_at"),

@@ -119,6 +119,7 @@ async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:
         required_role_ids=frozenset(json.loads(row.required_role_ids)),
         blocked_words=tuple(json.loads(row.blocked_words)),
         disabled_checks=frozenset(json.loads(row.disabled_checks)),
+        language=row.language,
     )
 
 
@@ -135,4 +136,5 @@ def _settings_values(settings: GuildSettings) -> dict[str, Any]:
         "required_role_ids": json.dumps(sorted(settings.required_role_ids)),
         "blocked_words": json.dumps(list(settings.blocked_words)),
         "disabled_checks": json.dumps(sorted(settings.disabled_checks)),
+        "language": settings.language,
     }

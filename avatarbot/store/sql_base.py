@@ -159,6 +159,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
         forgotten=bool(row.forgotten),
+        locale=row.locale,
     )
 
 
@@ -175,6 +176,7 @@ def new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
         "photo_sizes": json.dumps(list(job.photo_sizes)),
         "created_at": now,
         "forgotten": False,
+        "locale": job.locale,
     }
 
 
