@@ -1,4 +1,4 @@
-"""Preflight on a labelled set of real photos (see tests/preflight_set.py)."""
+"""Preflight on the synthetic labelled set (tests/preflight_set.py); real photos: see *_real.py."""
 
 from __future__ import annotations
 
@@ -8,17 +8,28 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import ImageEnhance, ImageFilter
 
 from avatar_api.preflight import (
+    STRICTNESS_THRESHOLDS,
     Check,
     PhotoReport,
     PreflightConfig,
     PreflightReport,
+    Strictness,
     default_detector,
     preflight_photos,
     preflight_photos_async,
 )
-from tests.preflight_set import Case, astronaut, jpeg, labelled_set, scaled, upload_set
+from tests.preflight_set import (
+    Case,
+    astronaut,
+    jpeg,
+    labelled_set,
+    portrait_in_scene,
+    scaled,
+    upload_set,
+)
 
 CASES = labelled_set()
 
@@ -145,7 +156,7 @@ def test_thresholds_are_configurable() -> None:
         Check.EXPOSURE,
     }
     dark = next(c for c in CASES if c.name == "brightness x0.25")
-    lenient = PreflightConfig(dark_limit=10, blur_threshold=5)
+    lenient = PreflightConfig(dark_limit=10, blur_threshold=0.01)
     assert preflight_photos([dark.photo], lenient).ok
 
     copy = jpeg(scaled(astronaut(), 1.5).rotate(8, fillcolor="gray"))
@@ -167,6 +178,9 @@ def test_from_disabled_passes_thresholds_through() -> None:
         {"min_face_fraction": 0},
         {"dark_limit": 200, "bright_limit": 100},
         {"duplicate_distance": 65},
+        {"min_face_score": 1.5},
+        {"max_turn": 0},
+        {"max_clipped_fraction": 0},
     ],
 )
 def test_nonsense_thresholds_are_refused(kwargs: dict[str, float]) -> None:
@@ -218,3 +232,85 @@ def test_logs_never_hold_photo_bytes(caplog: pytest.LogCaptureFixture) -> None:
     text = caplog.text
     assert "\\xff\\xd8" not in text
     assert len(text) < 2000
+
+
+# --- strictness (what an admin picks per server) ------------------------------
+
+
+def test_strictness_values_are_the_words_admins_pick() -> None:
+    assert [s.value for s in Strictness] == ["relaxed", "standard", "strict"]
+    assert PreflightConfig() == PreflightConfig.for_strictness(Strictness.STANDARD)
+    assert PreflightConfig.for_strictness("strict") == PreflightConfig.for_strictness(
+        Strictness.STRICT
+    )
+
+
+def test_each_level_is_at_least_as_demanding_as_the_one_below() -> None:
+    relaxed, standard, strict = (PreflightConfig.for_strictness(s) for s in Strictness)
+    demands_more = ("min_face_score", "min_face_fraction", "blur_threshold", "dark_limit")
+    demands_less = ("max_turn", "bright_limit", "max_clipped_fraction")
+    for name in demands_more:
+        assert getattr(relaxed, name) < getattr(standard, name) < getattr(strict, name), name
+    for name in demands_less:
+        assert getattr(relaxed, name) > getattr(standard, name) > getattr(strict, name), name
+    changed = {name for level in STRICTNESS_THRESHOLDS.values() for name in level}
+    assert changed == set(demands_more) | set(demands_less)
+
+
+def test_from_disabled_takes_the_servers_level_and_overrides_win() -> None:
+    config = PreflightConfig.from_disabled({"sharpness"}, "strict", dark_limit=20.0)
+    assert Check.SHARPNESS not in config.enabled
+    assert config.min_face_fraction == STRICTNESS_THRESHOLDS[Strictness.STRICT]["min_face_fraction"]
+    assert config.dark_limit == 20.0
+
+
+@pytest.mark.parametrize("stored", ["paranoid", "", None])
+def test_unknown_or_missing_level_is_standard(
+    stored: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="avatar_api.preflight"):
+        config = PreflightConfig.from_disabled(set(), stored)
+    assert config == PreflightConfig()
+    assert ("paranoid" in caplog.text) is (stored == "paranoid")
+
+
+def test_relaxed_accepts_a_smaller_face_and_a_dimmer_photo_that_standard_refuses() -> None:
+    small = jpeg(portrait_in_scene((2048, 1536), 0.10, "rocket"))
+    dim = jpeg(ImageEnhance.Brightness(scaled(astronaut(), 1.5)).enhance(0.4))
+    relaxed, standard = (PreflightConfig.for_strictness(s) for s in ("relaxed", "standard"))
+    for photo, check, words in ((small, Check.FACE, "too small"), (dim, Check.EXPOSURE, "dark")):
+        assert preflight_photos([photo], relaxed).ok
+        (problem,) = preflight_photos([photo], standard).problems
+        assert problem.check is check
+        assert words in problem.message
+
+
+def test_strict_refuses_a_soft_face_that_standard_accepts() -> None:
+    soft = jpeg(scaled(astronaut(), 2).filter(ImageFilter.GaussianBlur(2)))
+    measured = preflight_photos([soft]).photos[0]
+    assert measured.ok
+    assert measured.blur_score is not None
+    assert measured.blur_score < PreflightConfig.for_strictness("strict").blur_threshold
+    (problem,) = preflight_photos([soft], PreflightConfig.for_strictness("strict")).problems
+    assert problem.check is Check.SHARPNESS
+
+
+def test_a_head_in_profile_is_turned_away() -> None:
+    profile = next(c for c in CASES if c.name == "cameraman in profile")
+    (problem,) = preflight_photos([profile.photo]).problems
+    assert "turned away" in problem.message
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_sharpness_does_not_depend_on_the_photos_size(radius: int) -> None:
+    """The same blur relative to the face scores the same at 512 and at 2048 px."""
+    scores = [
+        preflight_photos(
+            [jpeg(scaled(astronaut(), f).filter(ImageFilter.GaussianBlur(radius * f)))]
+        )
+        .photos[0]
+        .blur_score
+        for f in (1, 2, 4)
+    ]
+    assert None not in scores
+    assert max(scores) / min(scores) < 1.2, scores  # type: ignore[type-var, operator]
