@@ -67,3 +67,12 @@ def N_plural(singular: str, plural: str, count: int, /, **params: object) -> Laz
 def N_(message: str, /, **params: object) -> LazyText:
     """Mark ``message`` for the catalog and keep it, with its fields, for rendering later."""
     return LazyText(message, MappingProxyType(dict(params)))
+
+
+def sentences(*texts: LazyText) -> LazyText:
+    """Several texts shown as one, each rendered in the reader's language.
+
+    The joining pattern holds only fields, so it needs no entry in the catalog.
+    """
+    fields = {f"part{i}": text for i, text in enumerate(texts)}
+    return LazyText(" ".join(f"{{{name}}}" for name in fields), MappingProxyType(fields))

@@ -11,6 +11,8 @@ import dataclasses
 import unicodedata
 from collections.abc import Iterable, Mapping
 
+from avatar_api.preflight import Strictness
+
 from .i18n import offered_languages
 from .store.base import GuildSettings
 
@@ -60,6 +62,10 @@ def _normalize_setting(name: str, value: object) -> object:
         if value is not None and value not in offered_languages():
             raise ValueError(f"language must be one of {', '.join(offered_languages())} or None")
         return value
+    if name == "photo_strictness":
+        if not isinstance(value, str) or value not in set(Strictness):
+            raise ValueError(f"photo_strictness must be one of {', '.join(Strictness)}")
+        return Strictness(value)
     return frozenset(w for w in _strings(name, value) if w)  # disabled_checks
 
 

@@ -131,7 +131,7 @@ class AvatarService:
         elif not await self.store.has_consented(requester.user_id):
             return Admission(consent_needed=True)
         photos = await prepare_photos(await draft.fetch(), limits=self._photo_limits)
-        config = PreflightConfig.from_disabled(settings.disabled_checks)
+        config = PreflightConfig.from_disabled(settings.disabled_checks, settings.photo_strictness)
         report = await preflight_photos_async(photos, config)
         if not report.ok:
             return Admission(preflight=report)

@@ -16,8 +16,8 @@ from discord import app_commands
 from discord.app_commands import locale_str
 from discord.ext import commands
 
-from avatar_api.preflight import Check
-from avatar_api.text import N_, LazyText, N_plural
+from avatar_api.preflight import Check, Strictness
+from avatar_api.text import N_, LazyText, N_plural, sentences
 from avatarbot.guild_rules import (
     MAX_BLOCK_REASON,
     MAX_BLOCKED_WORDS,
@@ -103,7 +103,24 @@ def describe_settings(
     embed.add_field(
         name=t.gettext("Photo checks turned off"), value=off or t.gettext("none"), inline=False
     )
+    embed.add_field(
+        name=t.gettext("Photo check strictness"),
+        value=t.render(_STRICTNESS_WORDS[settings.photo_strictness]),
+        inline=False,
+    )
     return embed
+
+
+_STRICTNESS_WORDS = {
+    Strictness.RELAXED: N_("relaxed"),
+    Strictness.STANDARD: N_("standard"),
+    Strictness.STRICT: N_("strict"),
+}
+_STRICTNESS_CHOICES = {
+    Strictness.RELAXED: locale_str("Relaxed: lets softer, dimmer, smaller faces through"),
+    Strictness.STANDARD: locale_str("Standard (default)"),
+    Strictness.STRICT: locale_str("Strict: asks for a closer, sharper, better lit face"),
+}
 
 
 @app_commands.guild_only()
@@ -372,28 +389,47 @@ class AdminCog(
         await self._update(interaction, summary, blocked_words=tuple(current))
 
     @app_commands.command(
-        name="photo-checks", description=locale_str("Turn a photo check on or off")
+        name="photo-checks",
+        description=locale_str("Turn a photo check on or off, or set how strict they are"),
     )
-    @app_commands.describe(check=locale_str("The photo check"), enabled=locale_str("On or off"))
+    @app_commands.describe(
+        check=locale_str("The photo check"),
+        enabled=locale_str("On or off"),
+        strictness=locale_str("How hard the checks are on borderline photos"),
+    )
     @app_commands.choices(
-        check=[app_commands.Choice(name=choice_name(c.value), value=c.value) for c in Check]
+        check=[app_commands.Choice(name=choice_name(c.value), value=c.value) for c in Check],
+        strictness=[
+            app_commands.Choice(name=_STRICTNESS_CHOICES[s], value=s.value) for s in Strictness
+        ],
     )
     async def photo_checks(
         self,
         interaction: discord.Interaction,
-        check: app_commands.Choice[str],
-        enabled: bool,
+        check: app_commands.Choice[str] | None = None,
+        enabled: bool | None = None,
+        strictness: app_commands.Choice[str] | None = None,
     ) -> None:
+        if (check is None) != (enabled is None) or (check is None and strictness is None):
+            raise AvatarError(N_("Give a check and whether it is on, a strictness, or both."))
         settings = await self._settings(interaction)
-        disabled = set(settings.disabled_checks)
-        (disabled.discard if enabled else disabled.add)(check.value)
-        label = _CHECK_WORDS[Check(check.value)]
-        summary = (
-            N_("The {check} check is on.", check=label)
-            if enabled
-            else N_("The {check} check is off.", check=label)
-        )
-        await self._update(interaction, summary, disabled_checks=frozenset(disabled))
+        changes: dict[str, object] = {}
+        summaries: list[LazyText] = []
+        if check is not None and enabled is not None:
+            disabled = set(settings.disabled_checks)
+            (disabled.discard if enabled else disabled.add)(check.value)
+            changes["disabled_checks"] = frozenset(disabled)
+            label = _CHECK_WORDS[Check(check.value)]
+            summaries.append(
+                N_("The {check} check is on.", check=label)
+                if enabled
+                else N_("The {check} check is off.", check=label)
+            )
+        if strictness is not None:
+            level = Strictness(strictness.value)
+            changes["photo_strictness"] = level
+            summaries.append(N_("Photo checks are {level}.", level=_STRICTNESS_WORDS[level]))
+        await self._update(interaction, sentences(*summaries), **changes)
 
     @app_commands.command(description=locale_str("Jobs today and this week, and who made them"))
     async def usage(self, interaction: discord.Interaction) -> None:

@@ -279,3 +279,46 @@ async def test_out_of_range_numbers_are_refused_by_discord(world: World, seconds
     with pytest.raises(Exception, match=r"must be [≥≤]"):
         await world.admin.slash(world.channel, "avatar-admin cooldown", seconds=seconds)
     assert (await settings(world)).cooldown_seconds == 30
+
+
+async def test_photo_strictness_is_per_server_shown_and_applied_to_uploads(world: World) -> None:
+    from PIL import ImageFilter
+
+    from tests.preflight_set import astronaut, jpeg, scaled
+
+    await world.bot.store.record_consent(world.alice.id)
+    soft_photo = jpeg(scaled(astronaut(), 2).filter(ImageFilter.GaussianBlur(2)))
+    soft = ("soft.jpg", soft_photo.data)
+
+    set_strict = await admin(world, "photo-checks", strictness="strict")
+    assert "Photo checks are strict." in outcome(set_strict).content
+    fields = {f.name: f.value for f in outcome(await admin(world, "show")).embeds[0].fields}
+    assert fields["Photo check strictness"] == "strict"
+    refused = await world.alice.slash(world.channel, "avatar upload", photo1=soft)
+    assert "blurry" in refused.response.content
+    assert world.fake.calls == 0
+
+    await admin(world, "photo-checks", strictness="standard")
+    await world.env.advance_time(31)
+    sent = await world.alice.slash(world.channel, "avatar upload", photo1=soft)
+    assert outcome(sent).embeds
+    assert world.fake.calls == 1
+
+    await admin(world, "photo-checks", check="exposure", enabled=False, strictness="relaxed")
+    await restart(world)
+    kept = await settings(world)
+    assert (kept.photo_strictness, kept.disabled_checks) == ("relaxed", frozenset({"exposure"}))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"check": "face"}, {"enabled": False}, {"enabled": True, "strictness": "strict"}],
+)
+async def test_photo_checks_needs_a_check_with_its_state_or_a_strictness(
+    world: World, options: dict[str, object]
+) -> None:
+    before = await settings(world)
+    result = await admin(world, "photo-checks", **options)
+    assert "Give a check and whether it is on, a strictness, or both." in refusal_text(result)
+    assert await settings(world) == before
+    assert any(isinstance(getattr(e, "original", e), AvatarError) for e in world.env.errors)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from avatar_api.models import SourceType
+from avatar_api.preflight import Strictness
 from avatarbot.failures import FailureKind
 
 
@@ -49,7 +50,8 @@ class GuildSettings:
     """One server's moderation settings; a server never configured gets these defaults.
 
     0 turns a cooldown or a quota off. Empty allow-lists mean "everywhere" and
-    "everyone". ``disabled_checks`` names photo preflight checks an admin turned off.
+    "everyone". ``disabled_checks`` names photo preflight checks an admin turned off;
+    ``photo_strictness`` is how hard the ones left on are on borderline photos.
     """
 
     guild_id: int
@@ -63,6 +65,7 @@ class GuildSettings:
     required_role_ids: frozenset[int] = frozenset()
     blocked_words: tuple[str, ...] = ()
     disabled_checks: frozenset[str] = frozenset()
+    photo_strictness: Strictness = Strictness.STANDARD
     language: str | None = None
     """Discord's tag for the language of public posts and the log; None: the server's own."""
 

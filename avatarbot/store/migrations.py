@@ -36,7 +36,7 @@ from sqlalchemy import Column, Connection, Executable, insert, inspect, select, 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.schema import CreateColumn
 
-from .schema import dispatch_state, metadata, schema_version
+from .schema import dispatch_state, guild_settings, metadata, schema_version
 from .url import Backend
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,9 @@ def _v2_statements(backend: Backend) -> list[str]:
     ]
 
 
+PHOTO_STRICTNESS = guild_settings.c.photo_strictness
+
+
 def _languages_statements(backend: Backend) -> list[str]:
     # NULL: a server follows its Discord language; a job without a locale reads the server's.
     return [
@@ -108,6 +111,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         3, "languages: a server's chosen language, a requester's locale", _languages_statements
     ),
+    Migration(4, "photo check strictness", lambda _backend: [add_column(PHOTO_STRICTNESS)]),
     # Append the next version here.
 )
 FIRST_VERSION = 1

@@ -85,6 +85,7 @@ guild_settings = Table(
     Column("disabled_checks", Text, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("language", Text),
+    Column("photo_strictness", Text, nullable=False, server_default="standard"),
 )
 
 blocks = Table(

@@ -13,6 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from avatar_api.preflight import Strictness
 from avatarbot import guild_rules
 
 from .base import (
@@ -120,6 +121,7 @@ async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:
         blocked_words=tuple(json.loads(row.blocked_words)),
         disabled_checks=frozenset(json.loads(row.disabled_checks)),
         language=row.language,
+        photo_strictness=_strictness(row.photo_strictness),
     )
 
 
@@ -137,4 +139,14 @@ def _settings_values(settings: GuildSettings) -> dict[str, Any]:
         "blocked_words": json.dumps(list(settings.blocked_words)),
         "disabled_checks": json.dumps(sorted(settings.disabled_checks)),
         "language": settings.language,
+        "photo_strictness": settings.photo_strictness.value,
     }
+
+
+def _strictness(stored: str) -> Strictness:
+    """A level written by a newer release reads as the default rather than failing."""
+    try:
+        return Strictness(stored)
+    except ValueError:
+        log.warning("unknown photo strictness %r in the database; using standard", stored)
+        return Strictness.STANDARD
