@@ -101,13 +101,31 @@ class PreflightConfig:
         return check in self.enabled
 
 
+class ProblemKind(StrEnum):
+    """What exactly is wrong, so a reply can group the same problem of several photos."""
+
+    NO_FACE = "no_face"
+    MANY_FACES = "many_faces"
+    SMALL_FACE = "small_face"
+    BLURRY = "blurry"
+    DARK = "dark"
+    WASHED_OUT = "washed_out"
+    DUPLICATE = "duplicate"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One reason to refuse; ``photo_index`` is 1-based, as members number photos."""
+    """One reason to refuse; ``photo_index`` is 1-based, as members number photos.
+
+    ``detail`` is the number behind the problem: faces seen, the face's share of the
+    photo, or the photo this one duplicates.
+    """
 
     check: Check
     photo_index: int
     message: str
+    kind: ProblemKind | None = None
+    detail: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +301,7 @@ def _face_problems(
                 index,
                 f"Photo {index}: I can't find a face. Use a photo of you facing the camera, "
                 "with your whole face visible and well lit (no sunglasses or mask).",
+                ProblemKind.NO_FACE,
             )
         ]
     if len(people) > 1:
@@ -292,6 +311,8 @@ def _face_problems(
                 index,
                 f"Photo {index}: I see {len(people)} faces. An avatar needs exactly one "
                 "person: crop the photo to one person, or take one of just you.",
+                ProblemKind.MANY_FACES,
+                len(people),
             )
         ]
     if fraction is not None and fraction < config.min_face_fraction:
@@ -302,6 +323,8 @@ def _face_problems(
                 f"Photo {index}: your face is too small ({fraction:.0%} of the photo's height"
                 f" or width; it needs at least {config.min_face_fraction:.0%}). Move closer"
                 " or crop the photo around your head and shoulders.",
+                ProblemKind.SMALL_FACE,
+                fraction,
             )
         ]
     return []
@@ -336,6 +359,7 @@ def check_photo(
                     index,
                     f"Photo {index} is blurry. Hold the phone still, tap your face to focus, "
                     "and take it in good light; don't use a zoomed-in or screenshot copy.",
+                    ProblemKind.BLURRY,
                 )
             )
 
@@ -351,6 +375,7 @@ def check_photo(
                     index,
                     f"Photo {index} is far too dark. Take it facing a window or a lamp, "
                     "with the light in front of you rather than behind.",
+                    ProblemKind.DARK,
                 )
             )
         elif brightness > config.bright_limit or clipped > config.max_clipped_fraction:
@@ -360,6 +385,7 @@ def check_photo(
                     index,
                     f"Photo {index} is washed out (too bright). Avoid direct sun or flash "
                     "on your face and don't use a filter that fades the colours.",
+                    ProblemKind.WASHED_OUT,
                 )
             )
 
@@ -393,6 +419,8 @@ def _duplicate_problems(reports: Sequence[PhotoReport], config: PreflightConfig)
                         f"Photo {later.index} is the same picture as photo {earlier.index}. "
                         "Send different photos: another angle, expression or outfit helps "
                         "the avatar more.",
+                        ProblemKind.DUPLICATE,
+                        earlier.index,
                     )
                 )
     return problems

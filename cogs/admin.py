@@ -28,8 +28,9 @@ from avatarbot.guild_rules import (
 )
 from avatarbot.store.base import GuildSettings, Store
 
+from .delivery import acknowledge, edit_reply
 from .errors import AvatarError, reply_to_error
-from .ui import NO_MENTIONS, WORKING, choice_label, safe
+from .ui import WORKING, choice_label, safe
 
 if TYPE_CHECKING:
     from bot import AvatarBot
@@ -98,23 +99,28 @@ class AdminCog(
         self, interaction: discord.Interaction, summary: str, **changes: object
     ) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         await self.store.update_guild_settings(interaction.guild_id, **changes)
         log.info("guild %d: %s by %d", interaction.guild_id, summary, interaction.user.id)
-        await interaction.response.send_message(
-            f"✅ {summary}", ephemeral=True, allowed_mentions=NO_MENTIONS
-        )
+        await edit_reply(interaction, content=f"✅ {summary}")
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         return await self.store.get_guild_settings(interaction.guild_id)
+
+    @staticmethod
+    async def _acknowledge(interaction: discord.Interaction) -> None:
+        """Before the first database call of a command (refusals decided earlier are the
+        first response themselves)."""
+        if not interaction.response.is_done():
+            await acknowledge(interaction)
 
     @app_commands.command(description="Show this server's Avatar Bot settings")
     async def show(self, interaction: discord.Interaction) -> None:
         settings = await self._settings(interaction)
         problem = self._log_channel_problem(interaction.guild, settings.log_channel_id)
-        await interaction.response.send_message(
-            embed=describe_settings(settings, problem), ephemeral=True
-        )
+        await edit_reply(interaction, embed=describe_settings(settings, problem))
 
     @app_commands.command(description="Turn Avatar Bot on for this server")
     async def enable(self, interaction: discord.Interaction) -> None:
@@ -217,21 +223,19 @@ class AdminCog(
         assert interaction.guild_id is not None
         if user.bot:
             raise AvatarError("Bots cannot use Avatar Bot anyway.")
+        await self._acknowledge(interaction)
         await self.store.block_user(
             interaction.guild_id, user.id, reason.strip(), interaction.user.id
         )
-        await interaction.response.send_message(
-            f"✅ {user.mention} is blocked: {safe(reason, 200)}",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
+        await edit_reply(interaction, content=f"✅ {user.mention} is blocked: {safe(reason, 200)}")
 
     @app_commands.command(description="Lift a member's block")
     async def unblock(self, interaction: discord.Interaction, user: discord.User) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         lifted = await self.store.unblock_user(interaction.guild_id, user.id)
         text = f"{user.mention} is unblocked." if lifted else f"{user.mention} was not blocked."
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await edit_reply(interaction, content=text)
 
     @app_commands.command(description="Words refused in avatar names and appearance texts")
     @app_commands.describe(action="add, remove or clear", words="Comma-separated words")
@@ -303,17 +307,14 @@ class AdminCog(
         else:
             budget = f"{stats.guild_used_today} used today, no daily limit"
         embed.add_field(name="Server budget", value=budget, inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await edit_reply(interaction, embed=embed)
 
     @app_commands.command(name="reset-quota", description="Give a member their daily quota back")
     async def reset_quota(self, interaction: discord.Interaction, user: discord.User) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         await self.store.reset_user_quota(interaction.guild_id, user.id, self.bot.clock())
-        await interaction.response.send_message(
-            f"✅ {user.mention}'s quota for today is reset.",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
+        await edit_reply(interaction, content=f"✅ {user.mention}'s quota for today is reset.")
 
     def _log_channel_problem(
         self, guild: discord.Guild | None, channel_id: int | None

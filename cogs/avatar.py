@@ -176,17 +176,20 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        await acknowledge(interaction)
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
         embed = discord.Embed(title="Your recent avatars", colour=WORKING)
         if not jobs:
             embed.description = "You have no avatar jobs on this server yet."
         for job in jobs:
             embed.add_field(name=_history_title(job), value=_history_line(job), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await edit_reply(interaction, embed=embed)
 
     @app_commands.command(description="How many avatars you can still create today")
     async def quota(self, interaction: discord.Interaction) -> None:
-        status = await self.bot.service.quota(requester_of(interaction))
+        requester = requester_of(interaction)
+        await acknowledge(interaction)
+        status = await self.bot.service.quota(requester)
         lines = [
             _quota_line("You", status.user_used, status.user_limit),
             _quota_line("This server", status.guild_used, status.guild_limit),
@@ -196,7 +199,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
                 f"Next request possible {discord.utils.format_dt(status.cooldown_until, 'R')}."
             )
         lines.append("Counts reset at 00:00 UTC; failed jobs do not count.")
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await edit_reply(interaction, content="\n".join(lines))
 
     @app_commands.command(description="Delete your job records and your photo consent")
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord.ext import commands
@@ -19,7 +19,8 @@ from discord.ext import commands
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import timed_ack
-from .ui import NO_MENTIONS, log_embed, progress_text, result_embed
+from .limits import INVALID_FORM_BODY, fit_content, fit_embed, fit_message, plain_text
+from .ui import FALLBACK_REPLY, NO_MENTIONS, log_embed, progress_text, result_embed
 
 if TYPE_CHECKING:
     from avatarbot.queue import QueuePlace
@@ -58,7 +59,7 @@ class DeliveryCog(commands.Cog):
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        await edit_reply(interaction, content=progress_text(job.id, position, None))
+        await show_progress(interaction, progress_text(job.id, position, None))
         self.bot.dispatcher.wake()
 
     # --- the dispatcher's listener ------------------------------------------------
@@ -67,7 +68,7 @@ class DeliveryCog(commands.Cog):
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         if interaction is not None:
-            await edit_reply(interaction, content=progress_text(job.id, None, None))
+            await show_progress(interaction, progress_text(job.id, None, None))
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -83,9 +84,7 @@ class DeliveryCog(commands.Cog):
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta)
-            self._place_edits[job_id] = asyncio.create_task(
-                edit_reply(interaction, content=content)
-            )
+            self._place_edits[job_id] = asyncio.create_task(show_progress(interaction, content))
 
     async def job_finished(self, job: JobRecord) -> bool:
         if job.id not in self._logged:
@@ -120,7 +119,7 @@ class DeliveryCog(commands.Cog):
 
     async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
         """Failures and uploads stay private; a generated avatar is shown to the channel."""
-        embed = result_embed(job)
+        embed = fit_embed(result_embed(job))
         try:
             if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
                 await interaction.followup.send(
@@ -138,7 +137,7 @@ class DeliveryCog(commands.Cog):
 
     async def _tell_elsewhere(self, job: JobRecord) -> bool:
         """The interaction is gone (expired, or a restart): a DM, else the channel."""
-        embed = result_embed(job)
+        embed = fit_embed(result_embed(job))
         note = "Here is the outcome of your avatar request:"
         try:
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
@@ -178,22 +177,72 @@ class DeliveryCog(commands.Cog):
             log.warning("log channel %d of guild %d is gone", settings.log_channel_id, job.guild_id)
             return
         try:
-            await channel.send(embed=log_embed(job), allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=fit_embed(log_embed(job)), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
 
 async def acknowledge(interaction: discord.Interaction) -> None:
-    """The one place a request's interaction is acknowledged (privately, "thinking")."""
+    """The one place a request's interaction is acknowledged (privately, "thinking").
+
+    Called before anything else is awaited: no database, download or Discord fetch
+    comes before it, so the acknowledgement never waits behind them.
+    """
     await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
 
 
-async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:
-    """Edit the interaction's (deferred) reply; a failure is logged, never raised."""
+async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> None:
+    """Acknowledge a component press (a button, a select) before any other I/O.
+
+    With ``fields`` the pressed message is edited in the same callback (a "please
+    wait" text, or the view removed); without, the press is a deferred update and
+    the message is edited later with :func:`edit_reply`.
+    """
+    if fields:
+        ack = interaction.response.edit_message(**fit_message(fields))
+    else:
+        ack = interaction.response.defer()
+    await timed_ack(interaction, ack)
+
+
+async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:
+    """Edit the interaction's reply; never raises, and a refused edit is never silence.
+
+    The message is fitted to Discord's limits first. When Discord refuses it anyway,
+    a short plain version replaces it (form-body errors) or comes as a follow-up.
+    Returns whether the member was shown something.
+    """
+    fields = fit_message(fields)
     try:
         await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not update an interaction (%s); falling back", error)
+        short = plain_text(fields) or FALLBACK_REPLY
+        if error.code == INVALID_FORM_BODY and await _quiet_edit(interaction, short):
+            return True
+    try:
+        await interaction.followup.send(short, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not tell a member in their interaction: %s", error)
+        return False
+
+
+async def show_progress(interaction: discord.Interaction, content: str) -> None:
+    """A progress edit ("#3 in line"): a failure is logged only; the outcome follows."""
+    await _quiet_edit(interaction, content)
+
+
+async def _quiet_edit(interaction: discord.Interaction, content: str) -> bool:
+    try:
+        await interaction.edit_original_response(
+            content=fit_content(content), embed=None, view=None, allowed_mentions=NO_MENTIONS
+        )
+        return True
     except discord.HTTPException as error:
         log.info("could not update an interaction: %s", error)
+        return False
 
 
 async def setup(bot: AvatarBot) -> None:

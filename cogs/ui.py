@@ -13,7 +13,7 @@ from enum import StrEnum
 import discord
 from discord import app_commands
 
-from avatar_api.preflight import PreflightReport
+from avatar_api.preflight import PreflightReport, ProblemKind
 from avatarbot.failures import FailureKind
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
@@ -87,13 +87,72 @@ def progress_text(job_id: int, position: int | None, eta_seconds: float | None) 
     return f"⏳ You are #{position} in line{eta} (job #{job_id})."
 
 
+_PROBLEM_LABELS: dict[ProblemKind, str] = {
+    ProblemKind.NO_FACE: "no face found",
+    ProblemKind.MANY_FACES: "{detail:.0f} faces",
+    ProblemKind.SMALL_FACE: "face too small ({detail:.0%})",
+    ProblemKind.BLURRY: "blurry",
+    ProblemKind.DARK: "too dark",
+    ProblemKind.WASHED_OUT: "washed out",
+    ProblemKind.DUPLICATE: "same as photo {detail:.0f}",
+}
+_PROBLEM_ADVICE: dict[ProblemKind, str] = {
+    ProblemKind.NO_FACE: "No face: face the camera, whole face visible and well lit (no sunglasses "
+    "or mask)",
+    ProblemKind.MANY_FACES: "Several faces: crop the photo to one person, or take one of just you",
+    ProblemKind.SMALL_FACE: "Face too small: move closer, or crop around your head and shoulders",
+    ProblemKind.BLURRY: "Blurry: hold still, tap your face to focus, use good light; no zoomed-in "
+    "or screenshot copies",
+    ProblemKind.DARK: "Too dark: face a window or a lamp, with the light in front of you",
+    ProblemKind.WASHED_OUT: "Washed out: avoid direct sun, flash and filters that fade the colours",
+    ProblemKind.DUPLICATE: "Same picture twice: send different ones (another angle, "
+    "expression or outfit)",
+}
+PREFLIGHT_INTRO = (
+    "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+    "nothing was counted:"
+)
+PREFLIGHT_ADVICE = "What helps:"
+CHECKING_TEXT = "Thanks. Checking your photos…"
+CANCELLED_TEXT = "Cancelled; nothing was sent."
+DELETING_TEXT = "Deleting your records…"
+FORGOTTEN_TEXT = "Done: {count} records and your photo consent were deleted."
+KEPT_TEXT = "Nothing was deleted."
+FALLBACK_REPLY = "⚠️ I could not show the whole answer here. Please run the command again."
+
+
 def preflight_refusal(report: PreflightReport) -> str:
-    """Every problem of every photo, in one message."""
-    problems = "\n".join(f"• {safe(p.message, 400)}" for p in report.problems)
-    return (
-        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
-        f"nothing was counted:\n{problems}"
-    )
+    """Every problem at once, grouped: each photo named once, each piece of advice once."""
+    by_labels: dict[tuple[str, ...], list[int]] = {}
+    kinds: list[ProblemKind] = []
+    others: list[str] = []
+    for problem in report.problems:
+        if problem.kind is None:
+            others.append(f"• {safe(problem.message, 300)}")
+        elif problem.kind not in kinds:
+            kinds.append(problem.kind)
+    for photo in sorted({p.photo_index for p in report.problems if p.kind is not None}):
+        labels = tuple(
+            _PROBLEM_LABELS[p.kind].format(detail=p.detail or 0)
+            for p in report.problems
+            if p.photo_index == photo and p.kind is not None
+        )
+        by_labels.setdefault(labels, []).append(photo)
+    lines = [PREFLIGHT_INTRO]
+    lines += [f"• {_photos(indexes)}: {', '.join(labels)}" for labels, indexes in by_labels.items()]
+    lines += others
+    if kinds:
+        lines.append(PREFLIGHT_ADVICE)
+        lines += [f"• {_PROBLEM_ADVICE[k]}." for k in kinds]
+    return "\n".join(lines)
+
+
+def _photos(indexes: list[int]) -> str:
+    """[1] -> "Photo 1", [1, 2, 4] -> "Photos 1, 2 and 4"."""
+    if len(indexes) == 1:
+        return f"Photo {indexes[0]}"
+    numbers = [str(i) for i in indexes]
+    return f"Photos {', '.join(numbers[:-1])} and {numbers[-1]}"
 
 
 def log_embed(job: JobRecord) -> discord.Embed:
