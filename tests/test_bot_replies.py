@@ -74,7 +74,7 @@ def within_limits_embed(embed: discord.Embed) -> None:
     [
         ("avatar history", ("recent_jobs",)),
         ("avatar quota", ("get_guild_settings", "quota_status")),
-        ("avatar generate", ("get_guild_settings", "get_block")),
+        ("avatar generate", ("screening", "enqueue_job")),
     ],
 )
 async def test_member_commands_acknowledge_before_the_database(
