@@ -24,7 +24,7 @@ from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 from avatarbot.store.base import JobRecord
 
 from .delivery import DeliveryCog, acknowledge, edit_reply
-from .errors import refuse, reply_to_error
+from .errors import refuse, reply_to_error, timed_ack
 from .ui import WORKING, enum_choices, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
 
@@ -210,7 +210,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Creat
             return await self.bot.store.forget_user(user_id, self.bot.clock())
 
         view = ForgetView(user_id, forget_user)
-        await interaction.response.send_message(FORGET_TEXT, view=view, ephemeral=True)
+        await timed_ack(
+            interaction, interaction.response.send_message(FORGET_TEXT, view=view, ephemeral=True)
+        )
 
     # --- answers ------------------------------------------------------------------
 

@@ -8,10 +8,12 @@ falls back to a DM, else the channel. The moderators' log entry is posted here t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import weakref
+from collections.abc import Awaitable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord.ext import commands
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from bot import AvatarBot
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 # Each place edit is a Discord request; a long queue moves every few seconds.
@@ -182,13 +185,68 @@ class DeliveryCog(commands.Cog):
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
 
+class AckGate:
+    """Acknowledgements first: work that follows one waits while others are in flight.
+
+    A burst of interactions arrives within milliseconds. Each acknowledgement is a few
+    loop turns of HTTP; each admission after it is a few dozen database hand-offs to
+    another thread, and every one of those turns is shared with the acknowledgements
+    still on their way. So an admission starts once no acknowledgement is pending (or
+    after ``MAX_WAIT``, should one hang), and the burst is acknowledged at the speed
+    of a bot that does nothing else.
+    """
+
+    MAX_WAIT = 0.5  # seconds
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def acknowledge(self, ack: Awaitable[_T]) -> _T:
+        self._pending += 1
+        self._idle.clear()
+        try:
+            return await ack
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def after_the_others(self) -> None:
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.MAX_WAIT)
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AckGate] = weakref.WeakKeyDictionary()
+
+
+def ack_gate() -> AckGate:
+    """The running loop's gate (one per bot; tests run a loop each)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = AckGate()
+    return gate
+
+
+async def _acknowledged(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+    gate = ack_gate()
+    result = await gate.acknowledge(timed_ack(interaction, ack))
+    await gate.after_the_others()
+    return result
+
+
 async def acknowledge(interaction: discord.Interaction) -> None:
     """The one place a request's interaction is acknowledged (privately, "thinking").
 
     Called before anything else is awaited: no database, download or Discord fetch
-    comes before it, so the acknowledgement never waits behind them.
+    comes before it, so the acknowledgement never waits behind them; and what the
+    caller does next waits for the other acknowledgements in flight (:class:`AckGate`).
     """
-    await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+    await _acknowledged(interaction, interaction.response.defer(ephemeral=True, thinking=True))
 
 
 async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> None:
@@ -202,7 +260,7 @@ async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> 
         ack = interaction.response.edit_message(**fit_message(fields))
     else:
         ack = interaction.response.defer()
-    await timed_ack(interaction, ack)
+    await _acknowledged(interaction, ack)
 
 
 async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:
