@@ -194,6 +194,8 @@ async def test_a_refused_edit_falls_back_to_a_shorter_reply(world: World) -> Non
     text = result.response.content
     assert "nothing was sent" in text
     assert len(text) <= limits.SHORT
+    edits = [r for r in world.env.http_requests if r.method == "PATCH" and "@original" in r.path]
+    assert len(edits) == 2  # the refused one, then the short plain version
 
 
 async def test_edits_that_keep_failing_end_in_a_follow_up(world: World) -> None:
