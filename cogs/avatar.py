@@ -27,7 +27,7 @@ from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 from avatarbot.store.base import JobRecord
 
 from .delivery import DeliveryCog, acknowledge, edit_reply
-from .errors import refuse, reply_to_error
+from .errors import refuse, reply_to_error, timed_ack
 from .language import member_language
 from .ui import WORKING, enum_choices, mode_name, preflight_refusal, safe, state_name
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
@@ -191,6 +191,7 @@ class AvatarCog(
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        await acknowledge(interaction)
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
         t = member_language(interaction)
         embed = discord.Embed(title=t.gettext("Your recent avatars"), colour=WORKING)
@@ -198,11 +199,13 @@ class AvatarCog(
             embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
             embed.add_field(name=_history_title(job, t), value=_history_line(job, t), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await edit_reply(interaction, embed=embed)
 
     @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
-        status = await self.bot.service.quota(requester_of(interaction))
+        requester = requester_of(interaction)
+        await acknowledge(interaction)
+        status = await self.bot.service.quota(requester)
         t = member_language(interaction)
         lines = [
             _quota_line(_YOU, status.user_used, status.user_limit, t),
@@ -213,7 +216,7 @@ class AvatarCog(
             when = discord.utils.format_dt(status.cooldown_until, "R")
             lines.append(t.gettext("Next request possible {when}.", when=when))
         lines.append(t.gettext("Counts reset at 00:00 UTC; failed jobs do not count."))
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await edit_reply(interaction, content="\n".join(lines))
 
     @app_commands.command(description=locale_str("Delete your job records and your photo consent"))
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
@@ -225,7 +228,10 @@ class AvatarCog(
 
         t = member_language(interaction)
         view = ForgetView(user_id, forget_user, t)
-        await interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True)
+        await timed_ack(
+            interaction,
+            interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True),
+        )
 
     # --- answers ------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ channel and the log read the server's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import weakref
+from collections.abc import Awaitable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord.ext import commands
@@ -24,6 +26,7 @@ from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import timed_ack
 from .language import member_language, server_language
+from .limits import INVALID_FORM_BODY, fit_content, fit_embed, fit_message, plain_text
 from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from bot import AvatarBot
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 # Each place edit is a Discord request; a long queue moves every few seconds.
@@ -63,8 +67,9 @@ class DeliveryCog(commands.Cog):
         position = await self.bot.store.queue_position(job.id)
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        content = progress_text(job.id, position, None, member_language(interaction))
-        await edit_reply(interaction, content=content)
+        await show_progress(
+            interaction, progress_text(job.id, position, None, member_language(interaction))
+        )
         self.bot.dispatcher.wake()
 
     # --- the dispatcher's listener ------------------------------------------------
@@ -74,7 +79,7 @@ class DeliveryCog(commands.Cog):
         interaction = self._live_interaction(job.id)
         if interaction is not None:
             content = progress_text(job.id, None, None, member_language(interaction))
-            await edit_reply(interaction, content=content)
+            await show_progress(interaction, content)
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -90,9 +95,7 @@ class DeliveryCog(commands.Cog):
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta, member_language(interaction))
-            self._place_edits[job_id] = asyncio.create_task(
-                edit_reply(interaction, content=content)
-            )
+            self._place_edits[job_id] = asyncio.create_task(show_progress(interaction, content))
 
     async def job_finished(self, job: JobRecord) -> bool:
         if job.id not in self._logged:
@@ -136,14 +139,14 @@ class DeliveryCog(commands.Cog):
                 server = await self._server_language(job.guild_id)
                 await interaction.followup.send(
                     server.gettext("{member}'s new avatar:", member=interaction.user.mention),
-                    embed=result_embed(job, server),
+                    embed=fit_embed(result_embed(job, server)),
                     allowed_mentions=NO_MENTIONS,
                 )
                 await interaction.edit_original_response(
                     content=member.render(DONE_TEXT), embed=None
                 )
             else:
-                embed = result_embed(job, member)
+                embed = fit_embed(result_embed(job, member))
                 await interaction.edit_original_response(content=None, embed=embed)
             return True
         except discord.HTTPException as error:
@@ -160,14 +163,14 @@ class DeliveryCog(commands.Cog):
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
             await user.send(
                 mine.gettext("Here is the outcome of your avatar request:"),
-                embed=result_embed(job, mine),
+                embed=fit_embed(result_embed(job, mine)),
                 allowed_mentions=NO_MENTIONS,
             )
             return True
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
         t = await self._server_language(job.guild_id)
-        embed = result_embed(job, t)
+        embed = fit_embed(result_embed(job, t))
         note = t.gettext("Here is the outcome of your avatar request:")
         channel = self.bot.get_channel(job.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
@@ -206,7 +209,7 @@ class DeliveryCog(commands.Cog):
             return
         t = server_language(self.bot.get_guild(job.guild_id), settings.language)
         try:
-            await channel.send(embed=log_embed(job, t), allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=fit_embed(log_embed(job, t)), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
@@ -216,17 +219,124 @@ class DeliveryCog(commands.Cog):
         return server_language(self.bot.get_guild(guild_id), settings.language)
 
 
+class AckGate:
+    """Acknowledgements first: work that follows one waits while others are in flight.
+
+    A burst of interactions arrives within milliseconds. Each acknowledgement is a few
+    loop turns of HTTP; each admission after it is a few dozen database hand-offs to
+    another thread, and every one of those turns is shared with the acknowledgements
+    still on their way. So an admission starts once no acknowledgement is pending (or
+    after ``MAX_WAIT``, should one hang), and the burst is acknowledged at the speed
+    of a bot that does nothing else.
+    """
+
+    MAX_WAIT = 0.5  # seconds
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def acknowledge(self, ack: Awaitable[_T]) -> _T:
+        self._pending += 1
+        self._idle.clear()
+        try:
+            return await ack
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def after_the_others(self) -> None:
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.MAX_WAIT)
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AckGate] = weakref.WeakKeyDictionary()
+
+
+def ack_gate() -> AckGate:
+    """The running loop's gate (one per bot; tests run a loop each)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = AckGate()
+    return gate
+
+
+async def _acknowledged(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+    gate = ack_gate()
+    result = await gate.acknowledge(timed_ack(interaction, ack))
+    await gate.after_the_others()
+    return result
+
+
 async def acknowledge(interaction: discord.Interaction) -> None:
-    """The one place a request's interaction is acknowledged (privately, "thinking")."""
-    await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+    """The one place a request's interaction is acknowledged (privately, "thinking").
+
+    Called before anything else is awaited: no database, download or Discord fetch
+    comes before it, so the acknowledgement never waits behind them; and what the
+    caller does next waits for the other acknowledgements in flight (:class:`AckGate`).
+    """
+    await _acknowledged(interaction, interaction.response.defer(ephemeral=True, thinking=True))
 
 
-async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:
-    """Edit the interaction's (deferred) reply; a failure is logged, never raised."""
+async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> None:
+    """Acknowledge a component press (a button, a select) before any other I/O.
+
+    With ``fields`` the pressed message is edited in the same callback (a "please
+    wait" text, or the view removed); without, the press is a deferred update and
+    the message is edited later with :func:`edit_reply`.
+    """
+    if fields:
+        ack = interaction.response.edit_message(**fit_message(fields))
+    else:
+        ack = interaction.response.defer()
+    await _acknowledged(interaction, ack)
+
+
+async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:
+    """Edit the interaction's reply; never raises, and a refused edit is never silence.
+
+    The message is fitted to Discord's limits first. When Discord refuses it anyway,
+    a short plain version replaces it (form-body errors) or comes as a follow-up.
+    Returns whether the member was shown something.
+    """
+    fields = fit_message(fields)
     try:
         await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not update an interaction (%s); falling back", error)
+        short = plain_text(fields) or member_language(interaction).gettext(
+            "⚠️ I could not show the whole answer here. Please run the command again."
+        )
+        if error.code == INVALID_FORM_BODY and await _quiet_edit(interaction, short):
+            return True
+    try:
+        await interaction.followup.send(short, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not tell a member in their interaction: %s", error)
+        return False
+
+
+async def show_progress(interaction: discord.Interaction, content: str) -> None:
+    """A progress edit ("#3 in line"): a failure is logged only; the outcome follows."""
+    await _quiet_edit(interaction, content)
+
+
+async def _quiet_edit(interaction: discord.Interaction, content: str) -> bool:
+    try:
+        await interaction.edit_original_response(
+            content=fit_content(content), embed=None, view=None, allowed_mentions=NO_MENTIONS
+        )
+        return True
     except discord.HTTPException as error:
         log.info("could not update an interaction: %s", error)
+        return False
 
 
 async def setup(bot: AvatarBot) -> None:
