@@ -42,6 +42,7 @@ from .store.base import (
     Limits,
     NewJob,
     QuotaStatus,
+    Screening,
     Store,
 )
 from .timeutil import utc_now
@@ -111,10 +112,10 @@ class AvatarService:
 
     async def generate(self, requester: Requester, request: AvatarRequest) -> Admission:
         """``/avatar generate``: screen, then queue."""
-        settings, refusal = await self._screen(requester, request.source_type, request.options())
+        screening, refusal = await self._screen(requester, request.source_type, request.options())
         if refusal is not None:
             return Admission(refusal=refusal)
-        return await self._admit(requester, settings, request)
+        return await self._admit(requester, screening.settings, request)
 
     async def upload(
         self, requester: Requester, draft: UploadDraft, *, consent_given: bool = False
@@ -123,13 +124,14 @@ class AvatarService:
 
         A :class:`~avatar_api.ValidationError` (a photo that cannot be used) propagates.
         """
-        settings, refusal = await self._screen(requester, SourceType.UPLOAD, draft.options())
+        screening, refusal = await self._screen(requester, SourceType.UPLOAD, draft.options())
         if refusal is not None:
             return Admission(refusal=refusal)
-        if consent_given:
+        if consent_given and not screening.consented:
             await self.store.record_consent(requester.user_id)
-        elif not await self.store.has_consented(requester.user_id):
+        elif not screening.consented:
             return Admission(consent_needed=True)
+        settings = screening.settings
         photos = await prepare_photos(await draft.fetch(), limits=self._photo_limits)
         config = PreflightConfig.from_disabled(settings.disabled_checks, settings.photo_strictness)
         report = await preflight_photos_async(photos, config)
@@ -193,18 +195,21 @@ class AvatarService:
 
     async def _screen(
         self, requester: Requester, mode: SourceType, options: Mapping[str, str]
-    ) -> tuple[GuildSettings, Refusal | None]:
-        """The server's settings (read once), and the refusal they, a block or a word call for."""
-        settings = await self.store.get_guild_settings(requester.guild_id)
-        block = await self.store.get_block(requester.guild_id, requester.user_id)
+    ) -> tuple[Screening, Refusal | None]:
+        """The server's settings, the member's block and consent (one read), and the
+        refusal they or a word call for."""
+        screening = await self.store.screening(requester.guild_id, requester.user_id)
+        settings = screening.settings
         texts = {name: options.get(name) for name in CHECKED_TEXTS}
-        refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
+        refusal = check_access(settings, requester, mode, screening.block) or check_words(
+            settings, texts
+        )
         if refusal is not None:
             if refusal.reason is RefusalReason.BLOCKED_WORD:
                 options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
             job = self._new_job(requester, mode, options, None)
             await self.store.record_refused(job, refusal.reason.value, self._clock())
-        return settings, refusal
+        return screening, refusal
 
     def _new_job(
         self,

@@ -26,18 +26,12 @@ from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 
 from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
-from .errors import refuse, reply_to_error
+from .errors import refuse, reply_to_error, timed_ack
+from .job_buttons import cancel_buttons
 from .language import member_language
 from .requesters import requester_of
 from .ui import WORKING, enum_choices, history_line, history_title, preflight_refusal, safe
-from .views import (
-    CONSENT_TEXT,
-    FORGET_TEXT,
-    ConsentView,
-    ForgetView,
-    cancel_buttons,
-    with_view,
-)
+from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
 
 if TYPE_CHECKING:
     from bot import AvatarBot
@@ -179,6 +173,7 @@ class AvatarCog(
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        await acknowledge(interaction)
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
         t = member_language(interaction)
         embed = discord.Embed(title=t.gettext("Your recent avatars"), colour=WORKING)
@@ -186,13 +181,13 @@ class AvatarCog(
             embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
             embed.add_field(name=history_title(job, t), value=history_line(job, t), inline=False)
-        await interaction.response.send_message(
-            embed=embed, ephemeral=True, **with_view(cancel_buttons(jobs, t))
-        )
+        await edit_reply(interaction, embed=embed, view=cancel_buttons(jobs, t))
 
     @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
-        status = await self.bot.service.quota(requester_of(interaction))
+        requester = requester_of(interaction)
+        await acknowledge(interaction)
+        status = await self.bot.service.quota(requester)
         t = member_language(interaction)
         lines = [
             _quota_line(_YOU, status.user_used, status.user_limit, t),
@@ -203,7 +198,7 @@ class AvatarCog(
             when = discord.utils.format_dt(status.cooldown_until, "R")
             lines.append(t.gettext("Next request possible {when}.", when=when))
         lines.append(t.gettext("Counts reset at 00:00 UTC; failed jobs do not count."))
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await edit_reply(interaction, content="\n".join(lines))
 
     @app_commands.command(description=locale_str("Delete your job records and your photo consent"))
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
@@ -215,7 +210,10 @@ class AvatarCog(
 
         t = member_language(interaction)
         view = ForgetView(user_id, forget_user, t)
-        await interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True)
+        await timed_ack(
+            interaction,
+            interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True),
+        )
 
     # --- answers ------------------------------------------------------------------
 

@@ -10,10 +10,12 @@ channel and the log read the server's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+import weakref
+from collections.abc import Awaitable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import discord
 from discord.ext import commands
@@ -23,15 +25,17 @@ from avatarbot.i18n import Translation, for_locale
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import timed_ack
+from .job_buttons import cancel_buttons, result_buttons, with_view
 from .language import member_language, server_language
+from .limits import INVALID_FORM_BODY, fit_content, fit_embed, fit_message, plain_text
 from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
-from .views import cancel_buttons, result_buttons, with_view
 
 if TYPE_CHECKING:
     from avatarbot.queue import QueuePlace
     from bot import AvatarBot
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 INTERACTION_LIFETIME = timedelta(minutes=14, seconds=30)
 # Each place edit is a Discord request; a long queue moves every few seconds.
@@ -46,6 +50,7 @@ class DeliveryCog(commands.Cog):
         self._shown_place: dict[int, tuple[int, datetime]] = {}
         self._logged: set[int] = set()  # logged, but the member not told yet
         self._place_edits: dict[int, asyncio.Task[None]] = {}
+        self._cancels: dict[int, discord.ui.View] = {}  # Cancel, while the job waits
 
     async def cog_load(self) -> None:
         self.bot.job_relay.target = self
@@ -59,14 +64,15 @@ class DeliveryCog(commands.Cog):
         await self.bot.dispatcher.server_left(guild.id)
 
     async def track(self, interaction: discord.Interaction, job: JobRecord) -> None:
-        """Keep the interaction of a just-queued job and show its place (and Cancel)."""
+        """Keep the interaction of a just-queued job and show its place (with Cancel)."""
         self._waiting[job.id] = interaction
+        t = member_language(interaction)
         position = await self.bot.store.queue_position(job.id)
+        cancel = None
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        t = member_language(interaction)
-        cancel = cancel_buttons([job], t) if position is not None else None
-        await edit_reply(interaction, content=progress_text(job.id, position, None, t), view=cancel)
+            cancel = self._cancels[job.id] = cancel_buttons([job], t)
+        await show_progress(interaction, progress_text(job.id, position, None, t), view=cancel)
         self.bot.dispatcher.wake()
 
     async def untrack(self, job_id: int) -> None:
@@ -81,7 +87,7 @@ class DeliveryCog(commands.Cog):
         interaction = self._live_interaction(job.id)
         if interaction is not None:
             content = progress_text(job.id, None, None, member_language(interaction))
-            await edit_reply(interaction, content=content, view=None)
+            await show_progress(interaction, content)
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -97,8 +103,9 @@ class DeliveryCog(commands.Cog):
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta, member_language(interaction))
+            cancel = self._cancels.get(job_id)
             self._place_edits[job_id] = asyncio.create_task(
-                edit_reply(interaction, content=content)
+                show_progress(interaction, content, view=cancel)
             )
 
     async def job_finished(self, job: JobRecord) -> bool:
@@ -120,6 +127,7 @@ class DeliveryCog(commands.Cog):
     async def _finish_place_edit(self, job_id: int) -> None:
         """Let a queued-place edit land first, so it never overwrites a later state."""
         self._shown_place.pop(job_id, None)
+        self._cancels.pop(job_id, None)
         pending = self._place_edits.pop(job_id, None)
         if pending is not None:
             await pending
@@ -143,7 +151,7 @@ class DeliveryCog(commands.Cog):
                 server = await self._server_language(job.guild_id)
                 await interaction.followup.send(
                     server.gettext("{member}'s new avatar:", member=interaction.user.mention),
-                    embed=result_embed(job, server),
+                    embed=fit_embed(result_embed(job, server)),
                     allowed_mentions=NO_MENTIONS,
                     **with_view(result_buttons(job, server)),
                 )
@@ -151,7 +159,7 @@ class DeliveryCog(commands.Cog):
                     content=member.render(DONE_TEXT), embed=None, view=None
                 )
             else:
-                embed = result_embed(job, member)
+                embed = fit_embed(result_embed(job, member))
                 await interaction.edit_original_response(content=None, embed=embed, view=None)
             return True
         except discord.HTTPException as error:
@@ -168,7 +176,7 @@ class DeliveryCog(commands.Cog):
             user = self.bot.get_user(job.user_id) or await self.bot.fetch_user(job.user_id)
             await user.send(
                 mine.gettext("Here is the outcome of your avatar request:"),
-                embed=result_embed(job, mine),
+                embed=fit_embed(result_embed(job, mine)),
                 allowed_mentions=NO_MENTIONS,
                 view=result_buttons(job, mine),
             )
@@ -176,7 +184,7 @@ class DeliveryCog(commands.Cog):
         except discord.HTTPException as error:
             log.info("could not DM job %d's outcome: %s", job.id, error)
         t = await self._server_language(job.guild_id)
-        embed = result_embed(job, t)
+        embed = fit_embed(result_embed(job, t))
         note = t.gettext("Here is the outcome of your avatar request:")
         channel = self.bot.get_channel(job.channel_id)
         if not isinstance(channel, discord.abc.Messageable):
@@ -216,7 +224,7 @@ class DeliveryCog(commands.Cog):
             return
         t = server_language(self.bot.get_guild(job.guild_id), settings.language)
         try:
-            await channel.send(embed=log_embed(job, t), allowed_mentions=NO_MENTIONS)
+            await channel.send(embed=fit_embed(log_embed(job, t)), allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as error:
             log.warning("could not post job %d to the log channel: %s", job.id, error)
 
@@ -224,6 +232,60 @@ class DeliveryCog(commands.Cog):
         """The language moderators chose for the server's posts, else the server's own."""
         settings = await self.bot.store.get_guild_settings(guild_id)
         return server_language(self.bot.get_guild(guild_id), settings.language)
+
+
+class AckGate:
+    """Acknowledgements first: work that follows one waits while others are in flight.
+
+    A burst of interactions arrives within milliseconds. Each acknowledgement is a few
+    loop turns of HTTP; each admission after it is a few dozen database hand-offs to
+    another thread, and every one of those turns is shared with the acknowledgements
+    still on their way. So an admission starts once no acknowledgement is pending (or
+    after ``MAX_WAIT``, should one hang), and the burst is acknowledged at the speed
+    of a bot that does nothing else.
+    """
+
+    MAX_WAIT = 0.5  # seconds
+
+    def __init__(self) -> None:
+        self._pending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def acknowledge(self, ack: Awaitable[_T]) -> _T:
+        self._pending += 1
+        self._idle.clear()
+        try:
+            return await ack
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                self._idle.set()
+
+    async def after_the_others(self) -> None:
+        if self._idle.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), self.MAX_WAIT)
+
+
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AckGate] = weakref.WeakKeyDictionary()
+
+
+def ack_gate() -> AckGate:
+    """The running loop's gate (one per bot; tests run a loop each)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = AckGate()
+    return gate
+
+
+async def _acknowledged(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+    gate = ack_gate()
+    result = await gate.acknowledge(timed_ack(interaction, ack))
+    await gate.after_the_others()
+    return result
 
 
 def delivery_of(bot: commands.Bot) -> DeliveryCog:
@@ -234,16 +296,74 @@ def delivery_of(bot: commands.Bot) -> DeliveryCog:
 
 
 async def acknowledge(interaction: discord.Interaction) -> None:
-    """The one place a request's interaction is acknowledged (privately, "thinking")."""
-    await timed_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+    """The one place a request's interaction is acknowledged (privately, "thinking").
+
+    Called before anything else is awaited: no database, download or Discord fetch
+    comes before it, so the acknowledgement never waits behind them; and what the
+    caller does next waits for the other acknowledgements in flight (:class:`AckGate`).
+    """
+    await _acknowledged(interaction, interaction.response.defer(ephemeral=True, thinking=True))
 
 
-async def edit_reply(interaction: discord.Interaction, **fields: object) -> None:
-    """Edit the interaction's (deferred) reply; a failure is logged, never raised."""
+async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> None:
+    """Acknowledge a component press (a button, a select) before any other I/O.
+
+    With ``fields`` the pressed message is edited in the same callback (a "please
+    wait" text, or the view removed); without, the press is a deferred update and
+    the message is edited later with :func:`edit_reply`.
+    """
+    if fields:
+        ack = interaction.response.edit_message(**fit_message(fields))
+    else:
+        ack = interaction.response.defer()
+    await _acknowledged(interaction, ack)
+
+
+async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:
+    """Edit the interaction's reply; never raises, and a refused edit is never silence.
+
+    The message is fitted to Discord's limits first. When Discord refuses it anyway,
+    a short plain version replaces it (form-body errors) or comes as a follow-up.
+    Returns whether the member was shown something.
+    """
+    fields = fit_message(fields)
     try:
         await interaction.edit_original_response(allowed_mentions=NO_MENTIONS, **fields)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not update an interaction (%s); falling back", error)
+        short = plain_text(fields) or member_language(interaction).gettext(
+            "⚠️ I could not show the whole answer here. Please run the command again."
+        )
+        if error.code == INVALID_FORM_BODY and await _quiet_edit(interaction, short):
+            return True
+    try:
+        await interaction.followup.send(short, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        return True
+    except discord.HTTPException as error:
+        log.warning("could not tell a member in their interaction: %s", error)
+        return False
+
+
+async def show_progress(
+    interaction: discord.Interaction, content: str, *, view: discord.ui.View | None = None
+) -> None:
+    """A progress edit ("#3 in line", with Cancel while the job waits): a failure is
+    logged only; the outcome follows."""
+    await _quiet_edit(interaction, content, view=view)
+
+
+async def _quiet_edit(
+    interaction: discord.Interaction, content: str, *, view: discord.ui.View | None = None
+) -> bool:
+    try:
+        await interaction.edit_original_response(
+            content=fit_content(content), embed=None, view=view, allowed_mentions=NO_MENTIONS
+        )
+        return True
     except discord.HTTPException as error:
         log.info("could not update an interaction: %s", error)
+        return False
 
 
 async def setup(bot: AvatarBot) -> None:

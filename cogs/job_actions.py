@@ -23,8 +23,17 @@ from avatar_api.text import LazyText
 from avatarbot.policy import JOB_GONE, NOT_REPEATABLE, ButtonAction, Requester, may_press
 from avatarbot.store.base import CancelOutcome, SourceType
 
-from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
+from .delivery import DeliveryCog, ack_gate, acknowledge, acknowledge_press, delivery_of, edit_reply
 from .errors import refuse, report_unexpected, send_ephemeral, timed_ack
+from .job_buttons import (
+    EDIT_MODAL_TEMPLATE,
+    PRESS_HANDLER_COG,
+    JobButton,
+    JobKey,
+    buttons_except,
+    edit_modal,
+    submitted_texts,
+)
 from .language import member_language
 from .requesters import requester_of
 from .ui import (
@@ -38,15 +47,6 @@ from .ui import (
     cancel_text,
     safe,
     with_history_line,
-)
-from .views import (
-    EDIT_MODAL_TEMPLATE,
-    PRESS_HANDLER_COG,
-    JobButton,
-    JobKey,
-    buttons_except,
-    edit_modal,
-    submitted_texts,
 )
 
 if TYPE_CHECKING:
@@ -172,12 +172,12 @@ class JobActions(commands.Cog):
             await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).text)
             return
         modal = edit_modal(job, member_language(interaction))
-        await timed_ack(interaction, interaction.response.send_modal(modal))
+        await ack_gate().acknowledge(timed_ack(interaction, interaction.response.send_modal(modal)))
 
     # --- Delete and Cancel ----------------------------------------------------------------
     async def _delete(self, interaction: discord.Interaction) -> None:
         """Remove the public post through the press's own token; the record stays."""
-        await timed_ack(interaction, interaction.response.defer())
+        await acknowledge_press(interaction)
         try:
             await interaction.delete_original_response()
         except discord.HTTPException as error:
@@ -188,7 +188,7 @@ class JobActions(commands.Cog):
 
     async def _cancel(self, interaction: discord.Interaction, key: JobKey) -> None:
         """Withdraw a queued job; the pressed message loses its Cancel either way."""
-        await timed_ack(interaction, interaction.response.defer())
+        await acknowledge_press(interaction)
         result = await self.bot.service.cancel(key.user_id, key.job_id)
         t = member_language(interaction)
         rest = buttons_except(interaction.message, key.custom_id(ButtonAction.CANCEL.value), t)

@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 
-from avatar_api.preflight import PreflightReport
+from avatar_api.preflight import PreflightReport, ProblemKind
 from avatar_api.text import N_, LazyText
 from avatarbot.failures import FailureKind
 from avatarbot.i18n import Translation
@@ -189,14 +189,78 @@ def progress_text(
     )
 
 
+_PROBLEM_LABELS: dict[ProblemKind, LazyText] = {
+    ProblemKind.NO_FACE: N_("no face found"),
+    ProblemKind.MANY_FACES: N_("{count} faces"),
+    ProblemKind.TURNED_AWAY: N_("face turned away"),
+    ProblemKind.SMALL_FACE: N_("face too small ({fraction})"),
+    ProblemKind.BLURRY: N_("blurry"),
+    ProblemKind.DARK: N_("too dark"),
+    ProblemKind.WASHED_OUT: N_("washed out"),
+    ProblemKind.DUPLICATE: N_("same as photo {photo}"),
+}
+_PROBLEM_ADVICE: dict[ProblemKind, LazyText] = {
+    ProblemKind.NO_FACE: N_("No face: face the camera, face uncovered and well lit."),
+    ProblemKind.MANY_FACES: N_("Several faces: crop the photo to just you."),
+    ProblemKind.TURNED_AWAY: N_("Turned away: look straight at the camera."),
+    ProblemKind.SMALL_FACE: N_("Face too small: move closer, or crop to your head and shoulders."),
+    ProblemKind.BLURRY: N_("Blurry: hold still and tap your face to focus; no screenshots."),
+    ProblemKind.DARK: N_("Too dark: face a window or a lamp, with the light in front of you."),
+    ProblemKind.WASHED_OUT: N_("Washed out: avoid direct sun, flash and fading filters."),
+    ProblemKind.DUPLICATE: N_("Same picture twice: send different ones."),
+}
+
+
 def preflight_refusal(report: PreflightReport, t: Translation) -> str:
-    """Every problem of every photo, in one message."""
-    problems = "\n".join(f"• {safe(t.render(p.text), 400)}" for p in report.problems)
+    """Every problem at once, grouped: each photo named once, each piece of advice once."""
+    photos_by_labels: dict[tuple[str, ...], list[int]] = {}
+    kinds: list[ProblemKind] = []
+    others: list[str] = []
+    for problem in report.problems:
+        if problem.kind is None:
+            others.append(f"• {safe(t.render(problem.text), 300)}")
+        elif problem.kind not in kinds:
+            kinds.append(problem.kind)
+    for photo in sorted({p.photo_index for p in report.problems if p.kind is not None}):
+        labels = tuple(
+            _problem_label(p.kind, p.detail, t)
+            for p in report.problems
+            if p.photo_index == photo and p.kind is not None
+        )
+        photos_by_labels.setdefault(labels, []).append(photo)
+    lines = [
+        t.gettext(
+            "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+            "nothing was counted:"
+        )
+    ]
+    lines += [
+        f"• {_photo_names(indexes, t)}: {', '.join(labels)}"
+        for labels, indexes in photos_by_labels.items()
+    ]
+    lines += others
+    if kinds:
+        lines.append(t.gettext("What helps:"))
+        lines += [f"• {t.render(_PROBLEM_ADVICE[kind])}" for kind in kinds]
+    return "\n".join(lines)
+
+
+def _problem_label(kind: ProblemKind, detail: float | None, t: Translation) -> str:
+    value = detail or 0
     return t.gettext(
-        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
-        "nothing was counted:\n{problems}",
-        problems=problems,
+        _PROBLEM_LABELS[kind].message,
+        count=t.number(int(value)),
+        fraction=t.percent(value),
+        photo=t.number(int(value)),
     )
+
+
+def _photo_names(indexes: list[int], t: Translation) -> str:
+    """[1] -> "Photo 1", [1, 2, 4] -> "Photos 1, 2 and 4", as the language lists things."""
+    if len(indexes) == 1:
+        return t.gettext("Photo {number}", number=indexes[0])
+    listed = t.listing([str(i) for i in indexes])
+    return t.gettext("Photos {numbers}", numbers=listed)
 
 
 def log_embed(job: JobRecord, t: Translation) -> discord.Embed:

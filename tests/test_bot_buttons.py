@@ -14,7 +14,7 @@ import pytest
 import simcord
 
 from avatarbot.store.base import Budget, JobState
-from cogs.views import (
+from cogs.job_buttons import (
     BUTTON_TEMPLATE,
     EDIT_MODAL,
     EDIT_MODAL_TEMPLATE,

@@ -23,6 +23,7 @@ from avatarbot.store.base import (
     Limits,
     NewJob,
     RefusalReason,
+    Screening,
     SourceType,
 )
 from avatarbot.store.migrations import LATEST_VERSION
@@ -260,6 +261,19 @@ async def test_consent(store: SqlStore) -> None:
     await store.record_consent(5)
     assert await store.has_consented(5)
     assert not await store.has_consented(6)
+
+
+async def test_screening_reads_settings_block_and_consent_at_once(store: SqlStore) -> None:
+    assert await store.screening(GUILD, 5) == Screening(GuildSettings(GUILD), None, False)
+    settings = await store.update_guild_settings(GUILD, cooldown_seconds=7)
+    block = await store.block_user(GUILD, 5, "spam", blocked_by=9)
+    await store.record_consent(5)
+
+    assert await store.screening(GUILD, 5) == Screening(settings, block, True)
+    assert await store.screening(OTHER_GUILD, 5) == Screening(
+        GuildSettings(OTHER_GUILD), None, True
+    )
+    assert await store.screening(GUILD, 6) == Screening(settings, None, False)
 
 
 # --- enqueue and quotas -------------------------------------------------------------------

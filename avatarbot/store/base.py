@@ -80,6 +80,16 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class Screening:
+    """What screening a request needs, read in one transaction: the server's settings,
+    the member's block on it, and whether they gave their photo consent."""
+
+    settings: GuildSettings
+    block: Block | None
+    consented: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A request the bot accepted, before it is queued. Never holds photo bytes."""
 
@@ -238,6 +248,10 @@ class Store(Protocol):
 
     # --- consent --------------------------------------------------------------
     async def has_consented(self, user_id: int) -> bool: ...
+    async def screening(self, guild_id: int, user_id: int) -> Screening:
+        """Settings, block and consent at once (one transaction: the admission path)."""
+        ...
+
     async def record_consent(self, user_id: int) -> None: ...
 
     # --- jobs -----------------------------------------------------------------
