@@ -456,3 +456,17 @@ def test_modal_values_are_read_from_labels_and_rows_and_nothing_else() -> None:
         ],
     }
     assert submitted_texts(data) == {"name": "A", "appearance": "B"}
+
+
+async def test_cancel_stays_on_the_reply_while_its_place_in_line_moves(world: World) -> None:
+    await world.bot.store.pause_dispatch(world.bot.clock() + timedelta(minutes=5))
+    bob = world.member("bob")
+    first = await world.alice.slash(world.channel, "avatar generate")
+    second = await bob.slash(world.channel, "avatar generate")
+    assert "#2 in line" in second.response.content
+
+    await world.alice.click(first.response, label="Cancel")
+    await world.env.advance_time(40)  # the queue's next look at the places
+
+    assert "#1 in line" in second.response.content
+    assert labels(second.response) == ["Cancel"]
