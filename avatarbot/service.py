@@ -6,9 +6,9 @@ request, photos included, through the dispatcher, atomically within the quotas.
 The cog calls these with plain facts about the requester and maps the
 :class:`Admission` to a reply. Nothing here knows Discord.
 
-A new use case (say, a re-roll: a new request with a stored job's options) is
-one more method that builds its :class:`~avatar_api.AvatarRequest` and calls
-:meth:`AvatarService._admit`.
+A new use case is one more method that builds its
+:class:`~avatar_api.AvatarRequest` and admits it (as :meth:`AvatarService.remake` does
+for a re-roll or an edit, through :meth:`AvatarService.generate`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from avatar_api.photos import PhotoLimits, prepare_photos
 from avatar_api.preflight import PreflightConfig, PreflightReport, preflight_photos_async
 
 from .policy import (
+    JOB_GONE,
+    NOT_REPEATABLE,
     Refusal,
     RefusalReason,
     Requester,
@@ -33,6 +35,7 @@ from .policy import (
     refusal_for_quota,
 )
 from .store.base import (
+    CancelResult,
     EnqueueResult,
     GuildSettings,
     JobRecord,
@@ -135,6 +138,33 @@ class AvatarService:
         if not report.ok:
             return Admission(preflight=report)
         return await self._admit(requester, settings, AvatarRequest.upload(photos, name=draft.name))
+
+    async def remake(
+        self, requester: Requester, job_id: int, edits: Mapping[str, str] | None = None
+    ) -> Admission:
+        """A re-roll (the member's past generate job's options again) or an edit (with
+        some texts replaced): a new request, screened and counted like any other.
+
+        An edited text that is not valid raises :class:`~avatar_api.ValidationError`.
+        """
+        job = await self.past_job(requester.user_id, requester.guild_id, job_id)
+        if job is None:
+            return Admission(refusal=JOB_GONE)
+        if job.mode is not SourceType.GENERATE:
+            return Admission(refusal=NOT_REPEATABLE)
+        options = {**job.options, **(edits or {})}
+        return await self.generate(requester, AvatarRequest.from_options(job.mode, options))
+
+    async def past_job(self, user_id: int, guild_id: int, job_id: int) -> JobRecord | None:
+        """The member's own job on this server, unless ``/avatar forget`` removed it."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.forgotten or job.user_id != user_id or job.guild_id != guild_id:
+            return None
+        return job
+
+    async def cancel(self, user_id: int, job_id: int) -> CancelResult:
+        """Withdraw the member's queued job; one already claimed by a worker stays."""
+        return await self.store.cancel_job(job_id, user_id, self._clock())
 
     async def quota(self, requester: Requester) -> QuotaStatus:
         settings = await self.store.get_guild_settings(requester.guild_id)

@@ -24,12 +24,13 @@ from avatar_api.text import N_, LazyText
 from avatarbot.i18n import Translation
 from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
-from avatarbot.store.base import JobRecord
 
-from .delivery import DeliveryCog, acknowledge, edit_reply
+from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
 from .errors import refuse, reply_to_error, timed_ack
+from .job_buttons import cancel_buttons
 from .language import member_language
-from .ui import WORKING, enum_choices, mode_name, preflight_refusal, safe, state_name
+from .requesters import requester_of
+from .ui import WORKING, enum_choices, history_line, history_title, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
 
 if TYPE_CHECKING:
@@ -38,23 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
-
-
-def requester_of(interaction: discord.Interaction) -> Requester:
-    if interaction.guild_id is None or interaction.channel_id is None:
-        raise app_commands.NoPrivateMessage()
-    user = interaction.user
-    roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
-    channel = interaction.channel
-    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    return Requester(
-        user_id=user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        role_ids=roles,
-        parent_channel_id=parent,
-        locale=interaction.locale.value,
-    )
 
 
 def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> LazyText | None:
@@ -109,9 +93,7 @@ class AvatarCog(
 
     @property
     def delivery(self) -> DeliveryCog:
-        cog = self.bot.get_cog(DeliveryCog.__cog_name__)
-        assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
-        return cog
+        return delivery_of(self.bot)
 
     # --- commands ---------------------------------------------------------------
 
@@ -198,8 +180,8 @@ class AvatarCog(
         if not jobs:
             embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
-            embed.add_field(name=_history_title(job, t), value=_history_line(job, t), inline=False)
-        await edit_reply(interaction, embed=embed)
+            embed.add_field(name=history_title(job, t), value=history_line(job, t), inline=False)
+        await edit_reply(interaction, embed=embed, view=cancel_buttons(jobs, t))
 
     @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
@@ -296,21 +278,6 @@ def _quota_line(who: tuple[LazyText, LazyText], used: int, limit: int, t: Transl
     if limit == 0:
         return t.gettext(no_limit.message, used=t.number(used))
     return t.gettext(left.message, left=t.number(max(0, limit - used)), limit=t.number(limit))
-
-
-def _history_title(job: JobRecord, t: Translation) -> str:
-    when = t.datetime(job.created_at, "short") + " UTC"
-    return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
-
-
-def _history_line(job: JobRecord, t: Translation) -> str:
-    if job.group_id:
-        return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
-    if job.refusal:
-        return t.gettext("Refused ({reason})", reason=job.refusal)
-    if job.error_kind:
-        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
-    return t.gettext("In progress")
 
 
 async def setup(bot: AvatarBot) -> None:

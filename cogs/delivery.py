@@ -25,6 +25,7 @@ from avatarbot.i18n import Translation, for_locale
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
 from .errors import timed_ack
+from .job_buttons import cancel_buttons, result_buttons, with_view
 from .language import member_language, server_language
 from .limits import INVALID_FORM_BODY, fit_content, fit_embed, fit_message, plain_text
 from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
@@ -49,6 +50,7 @@ class DeliveryCog(commands.Cog):
         self._shown_place: dict[int, tuple[int, datetime]] = {}
         self._logged: set[int] = set()  # logged, but the member not told yet
         self._place_edits: dict[int, asyncio.Task[None]] = {}
+        self._cancels: dict[int, discord.ui.View] = {}  # Cancel, while the job waits
 
     async def cog_load(self) -> None:
         self.bot.job_relay.target = self
@@ -62,15 +64,21 @@ class DeliveryCog(commands.Cog):
         await self.bot.dispatcher.server_left(guild.id)
 
     async def track(self, interaction: discord.Interaction, job: JobRecord) -> None:
-        """Keep the interaction of a just-queued job and show its place."""
+        """Keep the interaction of a just-queued job and show its place (with Cancel)."""
         self._waiting[job.id] = interaction
+        t = member_language(interaction)
         position = await self.bot.store.queue_position(job.id)
+        cancel = None
         if position is not None:
             self._shown_place[job.id] = (position, self.bot.clock())
-        await show_progress(
-            interaction, progress_text(job.id, position, None, member_language(interaction))
-        )
+            cancel = self._cancels[job.id] = cancel_buttons([job], t)
+        await show_progress(interaction, progress_text(job.id, position, None, t), view=cancel)
         self.bot.dispatcher.wake()
+
+    async def untrack(self, job_id: int) -> None:
+        """The job was cancelled: its reply is no longer ours to edit."""
+        await self._finish_place_edit(job_id)
+        self._waiting.pop(job_id, None)
 
     # --- the dispatcher's listener ------------------------------------------------
 
@@ -95,7 +103,10 @@ class DeliveryCog(commands.Cog):
             self._shown_place[job_id] = (place.position, now)
             eta = (place.estimated_start - now).total_seconds()
             content = progress_text(job_id, place.position, eta, member_language(interaction))
-            self._place_edits[job_id] = asyncio.create_task(show_progress(interaction, content))
+            cancel = self._cancels.get(job_id)
+            self._place_edits[job_id] = asyncio.create_task(
+                show_progress(interaction, content, view=cancel)
+            )
 
     async def job_finished(self, job: JobRecord) -> bool:
         if job.id not in self._logged:
@@ -116,6 +127,7 @@ class DeliveryCog(commands.Cog):
     async def _finish_place_edit(self, job_id: int) -> None:
         """Let a queued-place edit land first, so it never overwrites a later state."""
         self._shown_place.pop(job_id, None)
+        self._cancels.pop(job_id, None)
         pending = self._place_edits.pop(job_id, None)
         if pending is not None:
             await pending
@@ -141,13 +153,14 @@ class DeliveryCog(commands.Cog):
                     server.gettext("{member}'s new avatar:", member=interaction.user.mention),
                     embed=fit_embed(result_embed(job, server)),
                     allowed_mentions=NO_MENTIONS,
+                    **with_view(result_buttons(job, server)),
                 )
                 await interaction.edit_original_response(
-                    content=member.render(DONE_TEXT), embed=None
+                    content=member.render(DONE_TEXT), embed=None, view=None
                 )
             else:
                 embed = fit_embed(result_embed(job, member))
-                await interaction.edit_original_response(content=None, embed=embed)
+                await interaction.edit_original_response(content=None, embed=embed, view=None)
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)
@@ -165,6 +178,7 @@ class DeliveryCog(commands.Cog):
                 mine.gettext("Here is the outcome of your avatar request:"),
                 embed=fit_embed(result_embed(job, mine)),
                 allowed_mentions=NO_MENTIONS,
+                view=result_buttons(job, mine),
             )
             return True
         except discord.HTTPException as error:
@@ -190,6 +204,7 @@ class DeliveryCog(commands.Cog):
             await channel.send(
                 content,
                 embed=embed if public else None,
+                view=result_buttons(job, t) if public else None,
                 allowed_mentions=discord.AllowedMentions(
                     everyone=False, roles=False, users=[discord.Object(job.user_id)]
                 ),
@@ -273,6 +288,13 @@ async def _acknowledged(interaction: discord.Interaction, ack: Awaitable[_T]) ->
     return result
 
 
+def delivery_of(bot: commands.Bot) -> DeliveryCog:
+    """The loaded delivery cog (the cogs that queue jobs hand them to it)."""
+    cog = bot.get_cog(DeliveryCog.__cog_name__)
+    assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
+    return cog
+
+
 async def acknowledge(interaction: discord.Interaction) -> None:
     """The one place a request's interaction is acknowledged (privately, "thinking").
 
@@ -323,15 +345,20 @@ async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:
         return False
 
 
-async def show_progress(interaction: discord.Interaction, content: str) -> None:
-    """A progress edit ("#3 in line"): a failure is logged only; the outcome follows."""
-    await _quiet_edit(interaction, content)
+async def show_progress(
+    interaction: discord.Interaction, content: str, *, view: discord.ui.View | None = None
+) -> None:
+    """A progress edit ("#3 in line", with Cancel while the job waits): a failure is
+    logged only; the outcome follows."""
+    await _quiet_edit(interaction, content, view=view)
 
 
-async def _quiet_edit(interaction: discord.Interaction, content: str) -> bool:
+async def _quiet_edit(
+    interaction: discord.Interaction, content: str, *, view: discord.ui.View | None = None
+) -> bool:
     try:
         await interaction.edit_original_response(
-            content=fit_content(content), embed=None, view=None, allowed_mentions=NO_MENTIONS
+            content=fit_content(content), embed=None, view=view, allowed_mentions=NO_MENTIONS
         )
         return True
     except discord.HTTPException as error:

@@ -24,10 +24,20 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REFUSED = "refused"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.REFUSED}
+        return self is not JobState.QUEUED and self is not JobState.RUNNING
+
+
+class CancelOutcome(StrEnum):
+    """What :meth:`Store.cancel_job` did; only CANCELLED changed anything."""
+
+    CANCELLED = "cancelled"
+    ALREADY_STARTED = "already_started"
+    ALREADY_ENDED = "already_ended"
+    NOT_FOUND = "not_found"
 
 
 DEFAULT_COOLDOWN_SECONDS = 30
@@ -119,12 +129,20 @@ class JobRecord:
     notified: bool = False
     claimed_by: str | None = None
     """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
+    forgotten: bool = False
+    """Its member ran ``/avatar forget``: only kept, stripped, while it counts for today."""
     locale: str | None = None
     """The requester's Discord language, to tell them the outcome outside their interaction."""
 
     @property
     def photo_count(self) -> int:
         return len(self.photo_sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    outcome: CancelOutcome
+    job: JobRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +171,9 @@ class RefusalReason(StrEnum):
     BLOCKED = "blocked"
     UPLOADS_OFF = "uploads_off"
     BLOCKED_WORD = "blocked_word"
+    # A button on a past job that can no longer be acted on; never recorded as a job.
+    JOB_GONE = "job_gone"
+    NOT_REPEATABLE = "not_repeatable"
     USER_DAILY = "user_daily"
     GUILD_DAILY = "guild_daily"
     COOLDOWN = "cooldown"
@@ -295,6 +316,16 @@ class Store(Protocol):
         self, guild_id: int, now: datetime, *, error_kind: FailureKind, error_message: str
     ) -> list[JobRecord]:
         """Fail a server's queued jobs (the bot left it); calls under way finish as usual."""
+        ...
+
+    async def cancel_job(self, job_id: int, user_id: int, now: datetime) -> CancelResult:
+        """Cancel ``user_id``'s job while it is still queued, atomically with claims.
+
+        A claimed job (its request may be on its way) is never cancelled. A cancelled
+        job is final, counts against no quota or cooldown, gives its queue turn back
+        and needs no delivery (the member who cancelled it is told by that reply).
+        Another member's job, or a forgotten one, is NOT_FOUND.
+        """
         ...
 
     async def heartbeat(self, worker: str, now: datetime) -> None:
