@@ -54,7 +54,12 @@ from cogs.translator import CatalogTranslator
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.delivery", "cogs.avatar", "cogs.admin")
+INITIAL_EXTENSIONS: tuple[str, ...] = (
+    "cogs.delivery",
+    "cogs.avatar",
+    "cogs.admin",
+    "cogs.job_actions",
+)
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
 # agent.ai's published limits per token, kept with a 1 s margin (see Budget.margin).

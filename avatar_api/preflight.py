@@ -195,13 +195,32 @@ class PreflightConfig:
         return check in self.enabled
 
 
+class ProblemKind(StrEnum):
+    """What exactly is wrong, so a reply can group the same problem of several photos."""
+
+    NO_FACE = "no_face"
+    MANY_FACES = "many_faces"
+    TURNED_AWAY = "turned_away"
+    SMALL_FACE = "small_face"
+    BLURRY = "blurry"
+    DARK = "dark"
+    WASHED_OUT = "washed_out"
+    DUPLICATE = "duplicate"
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One reason to refuse; ``photo_index`` is 1-based, as members number photos."""
+    """One reason to refuse; ``photo_index`` is 1-based, as members number photos.
+
+    ``detail`` is the number behind the problem: faces seen, the face's share of the
+    photo, or the photo this one duplicates.
+    """
 
     check: Check
     photo_index: int
     text: LazyText
+    kind: ProblemKind | None = None
+    detail: float | None = None
 
     @property
     def message(self) -> str:
@@ -407,6 +426,7 @@ def _face_problems(
                     "face uncovered and well lit.",
                     index=index,
                 ),
+                ProblemKind.NO_FACE,
             )
         ]
     if len(people) > 1:
@@ -420,6 +440,8 @@ def _face_problems(
                     index=index,
                     count=len(people),
                 ),
+                ProblemKind.MANY_FACES,
+                len(people),
             )
         ]
     if people[0].turn > config.max_turn:
@@ -431,6 +453,7 @@ def _face_problems(
                     "Photo {index}: your face is turned away. Look straight at the camera.",
                     index=index,
                 ),
+                ProblemKind.TURNED_AWAY,
             )
         ]
     if fraction is not None and fraction < config.min_face_fraction:
@@ -446,6 +469,8 @@ def _face_problems(
                     fraction=f"{fraction:.0%}",
                     minimum=f"{config.min_face_fraction:.0%}",
                 ),
+                ProblemKind.SMALL_FACE,
+                fraction,
             )
         ]
     return []
@@ -491,6 +516,7 @@ def check_photo(
                         "focus; don't send a zoomed-in or screenshot copy.",
                         index=index,
                     ),
+                    ProblemKind.BLURRY,
                 )
             )
 
@@ -531,6 +557,7 @@ def _exposure_problems(
                     "with the light in front of you rather than behind.",
                     index=index,
                 ),
+                ProblemKind.DARK,
             )
         ]
     if mean > config.bright_limit or clipped > config.max_clipped_fraction:
@@ -543,6 +570,7 @@ def _exposure_problems(
                     "or flash, and filters that fade the colours.",
                     index=index,
                 ),
+                ProblemKind.WASHED_OUT,
             )
         ]
     return []
@@ -568,6 +596,8 @@ def _duplicate_problems(reports: Sequence[PhotoReport], config: PreflightConfig)
                             later=later.index,
                             earlier=earlier.index,
                         ),
+                        ProblemKind.DUPLICATE,
+                        earlier.index,
                     )
                 )
     return problems

@@ -17,12 +17,13 @@ from __future__ import annotations
 import gettext as gettext_module
 import io
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
+from babel.lists import format_list
 from babel.messages.catalog import Catalog as BabelCatalog
 from babel.messages.mofile import read_mo, write_mo
 from babel.messages.pofile import read_po
@@ -131,6 +132,10 @@ class Translation:
 
     def percent(self, value: float) -> str:
         return format_percent(value, locale=self.babel)
+
+    def listing(self, items: Sequence[str]) -> str:
+        """ "1, 2 and 4" / "1, 2 und 4" / "1、2、4"."""
+        return format_list(list(items), locale=self.babel)
 
     def datetime(self, value: datetime, fmt: str = "medium") -> str:
         """A date and time as this language writes it, in UTC (Discord has no member time zone)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from avatar_api.text import N_, LazyText
 
@@ -52,6 +53,24 @@ class Requester:
     """The interaction the request came in (its token sealed), for the job to answer in."""
     locale: str | None = None
     """Discord's tag for the language of the requester's client."""
+
+
+class ButtonAction(StrEnum):
+    """The buttons on results, progress replies and history lines."""
+
+    REROLL = "reroll"
+    EDIT = "edit"
+    DELETE = "delete"
+    CANCEL = "cancel"
+
+
+def may_press(
+    action: ButtonAction, requester_id: int, presser_id: int, *, presser_manages_guild: bool
+) -> bool:
+    """Only the requester acts on a job; a moderator may also take a public result down."""
+    if presser_id == requester_id:
+        return True
+    return action is ButtonAction.DELETE and presser_manages_guild
 
 
 def limits_for(settings: GuildSettings, *, max_active_per_user: int = 1) -> Limits:
@@ -129,6 +148,22 @@ def find_blocked_word(text: str, blocked_words: tuple[str, ...]) -> str | None:
         if needle and (needle in haystack or needle.replace(" ", "") in squeezed):
             return word
     return None
+
+
+JOB_GONE = Refusal(
+    RefusalReason.JOB_GONE,
+    N_(
+        "That avatar's record was deleted with `/avatar forget`, so it cannot be made again. "
+        "Use `/avatar generate` instead."
+    ),
+)
+NOT_REPEATABLE = Refusal(
+    RefusalReason.NOT_REPEATABLE,
+    N_(
+        "Uploaded avatars cannot be made again: their photos are never kept. "
+        "Run `/avatar upload` again instead."
+    ),
+)
 
 
 def refusal_for_quota(result: EnqueueResult, limits: Limits, now: datetime) -> Refusal:

@@ -6,9 +6,9 @@ request, photos included, through the dispatcher, atomically within the quotas.
 The cog calls these with plain facts about the requester and maps the
 :class:`Admission` to a reply. Nothing here knows Discord.
 
-A new use case (say, a re-roll: a new request with a stored job's options) is
-one more method that builds its :class:`~avatar_api.AvatarRequest` and calls
-:meth:`AvatarService._admit`.
+A new use case is one more method that builds its
+:class:`~avatar_api.AvatarRequest` and admits it (as :meth:`AvatarService.remake` does
+for a re-roll or an edit, through :meth:`AvatarService.generate`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from avatar_api.photos import PhotoLimits, prepare_photos
 from avatar_api.preflight import PreflightConfig, PreflightReport, preflight_photos_async
 
 from .policy import (
+    JOB_GONE,
+    NOT_REPEATABLE,
     Refusal,
     RefusalReason,
     Requester,
@@ -33,12 +35,14 @@ from .policy import (
     refusal_for_quota,
 )
 from .store.base import (
+    CancelResult,
     EnqueueResult,
     GuildSettings,
     JobRecord,
     Limits,
     NewJob,
     QuotaStatus,
+    Screening,
     Store,
 )
 from .timeutil import utc_now
@@ -110,10 +114,10 @@ class AvatarService:
 
     async def generate(self, requester: Requester, request: AvatarRequest) -> Admission:
         """``/avatar generate``: screen, then queue."""
-        settings, refusal = await self._screen(requester, request.source_type, request.options())
+        screening, refusal = await self._screen(requester, request.source_type, request.options())
         if refusal is not None:
             return Admission(refusal=refusal)
-        return await self._admit(requester, settings, request)
+        return await self._admit(requester, screening.settings, request)
 
     async def upload(
         self, requester: Requester, draft: UploadDraft, *, consent_given: bool = False
@@ -122,19 +126,47 @@ class AvatarService:
 
         A :class:`~avatar_api.ValidationError` (a photo that cannot be used) propagates.
         """
-        settings, refusal = await self._screen(requester, SourceType.UPLOAD, draft.options())
+        screening, refusal = await self._screen(requester, SourceType.UPLOAD, draft.options())
         if refusal is not None:
             return Admission(refusal=refusal)
-        if consent_given:
+        if consent_given and not screening.consented:
             await self.store.record_consent(requester.user_id)
-        elif not await self.store.has_consented(requester.user_id):
+        elif not screening.consented:
             return Admission(consent_needed=True)
+        settings = screening.settings
         photos = await prepare_photos(await draft.fetch(), limits=self._photo_limits)
         config = PreflightConfig.from_disabled(settings.disabled_checks, settings.photo_strictness)
         report = await preflight_photos_async(photos, config)
         if not report.ok:
             return Admission(preflight=report)
         return await self._admit(requester, settings, AvatarRequest.upload(photos, name=draft.name))
+
+    async def remake(
+        self, requester: Requester, job_id: int, edits: Mapping[str, str] | None = None
+    ) -> Admission:
+        """A re-roll (the member's past generate job's options again) or an edit (with
+        some texts replaced): a new request, screened and counted like any other.
+
+        An edited text that is not valid raises :class:`~avatar_api.ValidationError`.
+        """
+        job = await self.past_job(requester.user_id, requester.guild_id, job_id)
+        if job is None:
+            return Admission(refusal=JOB_GONE)
+        if job.mode is not SourceType.GENERATE:
+            return Admission(refusal=NOT_REPEATABLE)
+        options = {**job.options, **(edits or {})}
+        return await self.generate(requester, AvatarRequest.from_options(job.mode, options))
+
+    async def past_job(self, user_id: int, guild_id: int, job_id: int) -> JobRecord | None:
+        """The member's own job on this server, unless ``/avatar forget`` removed it."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.forgotten or job.user_id != user_id or job.guild_id != guild_id:
+            return None
+        return job
+
+    async def cancel(self, user_id: int, job_id: int) -> CancelResult:
+        """Withdraw the member's queued job; one already claimed by a worker stays."""
+        return await self.store.cancel_job(job_id, user_id, self._clock())
 
     async def quota(self, requester: Requester) -> QuotaStatus:
         settings = await self.store.get_guild_settings(requester.guild_id)
@@ -168,18 +200,21 @@ class AvatarService:
 
     async def _screen(
         self, requester: Requester, mode: SourceType, options: Mapping[str, str]
-    ) -> tuple[GuildSettings, Refusal | None]:
-        """The server's settings (read once), and the refusal they, a block or a word call for."""
-        settings = await self.store.get_guild_settings(requester.guild_id)
-        block = await self.store.get_block(requester.guild_id, requester.user_id)
+    ) -> tuple[Screening, Refusal | None]:
+        """The server's settings, the member's block and consent (one read), and the
+        refusal they or a word call for."""
+        screening = await self.store.screening(requester.guild_id, requester.user_id)
+        settings = screening.settings
         texts = {name: options.get(name) for name in CHECKED_TEXTS}
-        refusal = check_access(settings, requester, mode, block) or check_words(settings, texts)
+        refusal = check_access(settings, requester, mode, screening.block) or check_words(
+            settings, texts
+        )
         if refusal is not None:
             if refusal.reason is RefusalReason.BLOCKED_WORD:
                 options = {k: v for k, v in options.items() if k not in CHECKED_TEXTS}
             job = self._new_job(requester, mode, options, None)
             await self.store.record_refused(job, refusal.reason.value, self._clock())
-        return settings, refusal
+        return screening, refusal
 
     def _new_job(
         self,

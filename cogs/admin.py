@@ -31,9 +31,10 @@ from avatarbot.guild_rules import (
 from avatarbot.i18n import Translation, language_name, offered_languages
 from avatarbot.store.base import GuildSettings, Store
 
+from .delivery import acknowledge, edit_reply
 from .errors import AvatarError, reply_to_error
 from .language import member_language, server_language
-from .ui import NO_MENTIONS, WORKING, choice_name, safe
+from .ui import WORKING, choice_name, safe
 
 if TYPE_CHECKING:
     from bot import AvatarBot
@@ -152,25 +153,31 @@ class AdminCog(
         self, interaction: discord.Interaction, summary: LazyText, **changes: object
     ) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         await self.store.update_guild_settings(interaction.guild_id, **changes)
         log.info("guild %d: %s by %d", interaction.guild_id, summary, interaction.user.id)
-        await interaction.response.send_message(
-            f"✅ {member_language(interaction).render(summary)}",
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
+        await edit_reply(interaction, content=f"✅ {member_language(interaction).render(summary)}")
 
     async def _settings(self, interaction: discord.Interaction) -> GuildSettings:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         return await self.store.get_guild_settings(interaction.guild_id)
+
+    @staticmethod
+    async def _acknowledge(interaction: discord.Interaction) -> None:
+        """Before the first database call of a command (refusals decided earlier are the
+        first response themselves)."""
+        if not interaction.response.is_done():
+            await acknowledge(interaction)
 
     @app_commands.command(description=locale_str("Show this server's Avatar Bot settings"))
     async def show(self, interaction: discord.Interaction) -> None:
         settings = await self._settings(interaction)
         t = member_language(interaction)
         problem = self._log_channel_problem(interaction.guild, settings.log_channel_id, t)
-        embed = describe_settings(settings, problem, t, interaction.guild)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await edit_reply(
+            interaction, embed=describe_settings(settings, problem, t, interaction.guild)
+        )
 
     @app_commands.command(description=locale_str("Turn Avatar Bot on for this server"))
     async def enable(self, interaction: discord.Interaction) -> None:
@@ -330,23 +337,21 @@ class AdminCog(
         assert interaction.guild_id is not None
         if user.bot:
             raise AvatarError(N_("Bots cannot use Avatar Bot anyway."))
+        await self._acknowledge(interaction)
         await self.store.block_user(
             interaction.guild_id, user.id, reason.strip(), interaction.user.id
         )
         t = member_language(interaction)
-        await interaction.response.send_message(
-            "✅ "
-            + t.gettext(
-                "{member} is blocked: {reason}", member=user.mention, reason=safe(reason, 200)
-            ),
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
+        blocked = t.gettext(
+            "{member} is blocked: {reason}", member=user.mention, reason=safe(reason, 200)
         )
+        await edit_reply(interaction, content=f"✅ {blocked}")
 
     @app_commands.command(description=locale_str("Lift a member's block"))
     @app_commands.describe(user=locale_str("The member to unblock"))
     async def unblock(self, interaction: discord.Interaction, user: discord.User) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         lifted = await self.store.unblock_user(interaction.guild_id, user.id)
         t = member_language(interaction)
         text = (
@@ -354,7 +359,7 @@ class AdminCog(
             if lifted
             else t.gettext("{member} was not blocked.", member=user.mention)
         )
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+        await edit_reply(interaction, content=text)
 
     @app_commands.command(
         description=locale_str("Words refused in avatar names and appearance texts")
@@ -470,7 +475,7 @@ class AdminCog(
         else:
             budget = t.gettext("{used} used today, no daily limit", used=n(stats.guild_used_today))
         embed.add_field(name=t.gettext("Server budget"), value=budget, inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+        await edit_reply(interaction, embed=embed)
 
     @app_commands.command(
         name="reset-quota", description=locale_str("Give a member their daily quota back")
@@ -478,13 +483,11 @@ class AdminCog(
     @app_commands.describe(user=locale_str("The member whose quota is reset"))
     async def reset_quota(self, interaction: discord.Interaction, user: discord.User) -> None:
         assert interaction.guild_id is not None
+        await self._acknowledge(interaction)
         await self.store.reset_user_quota(interaction.guild_id, user.id, self.bot.clock())
         t = member_language(interaction)
-        await interaction.response.send_message(
-            "✅ " + t.gettext("{member}'s quota for today is reset.", member=user.mention),
-            ephemeral=True,
-            allowed_mentions=NO_MENTIONS,
-        )
+        reset = t.gettext("{member}'s quota for today is reset.", member=user.mention)
+        await edit_reply(interaction, content=f"✅ {reset}")
 
     def _log_channel_problem(
         self, guild: discord.Guild | None, channel_id: int | None, t: Translation

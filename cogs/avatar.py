@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 import discord
@@ -24,15 +23,14 @@ from avatar_api.photos import check_photo_size
 from avatar_api.text import N_, LazyText
 from avatarbot.i18n import Translation
 from avatarbot.policy import Requester
-from avatarbot.sealing import TokenSealer
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
-from avatarbot.store.base import JobRecord
 
-from .delivery import DeliveryCog, acknowledge, edit_reply
-from .errors import refuse, reply_to_error
+from .delivery import DeliveryCog, acknowledge, acknowledge_if_ours, delivery_of, edit_reply
+from .errors import refuse, reply_to_error, timed_ack
+from .job_buttons import cancel_buttons
 from .language import member_language
-from .replies import interaction_ref
-from .ui import WORKING, enum_choices, mode_name, preflight_refusal, safe, state_name
+from .requesters import requester_of
+from .ui import WORKING, enum_choices, history_line, history_title, preflight_refusal, safe
 from .views import CONSENT_TEXT, FORGET_TEXT, ConsentView, ForgetView
 
 if TYPE_CHECKING:
@@ -41,32 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_IMAGE_TYPES = ("text/", "video/", "audio/", "application/pdf", "application/zip")
-
-
-def requester_of(
-    interaction: discord.Interaction,
-    sealer: TokenSealer | None = None,
-    received_at: datetime | None = None,
-) -> Requester:
-    """The policy's view of the interaction; with ``sealer``, the interaction itself too
-    (its token sealed), so that whichever process runs the job answers in it."""
-    if interaction.guild_id is None or interaction.channel_id is None:
-        raise app_commands.NoPrivateMessage()
-    user = interaction.user
-    roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
-    channel = interaction.channel
-    parent = channel.parent_id if isinstance(channel, discord.Thread) else None
-    return Requester(
-        user_id=user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        role_ids=roles,
-        parent_channel_id=parent,
-        interaction=None
-        if sealer is None
-        else interaction_ref(interaction, sealer, received_at or interaction.created_at),
-        locale=interaction.locale.value,
-    )
 
 
 def declared_attachment_problem(attachments: Sequence[discord.Attachment]) -> LazyText | None:
@@ -121,9 +93,7 @@ class AvatarCog(
 
     @property
     def delivery(self) -> DeliveryCog:
-        cog = self.bot.get_cog(DeliveryCog.__cog_name__)
-        assert isinstance(cog, DeliveryCog), "the cogs.delivery extension is loaded first"
-        return cog
+        return delivery_of(self.bot)
 
     # --- commands ---------------------------------------------------------------
 
@@ -169,7 +139,7 @@ class AvatarCog(
             appearance=appearance,
         )
         requester = requester_of(interaction, self.bot.sealer, self.bot.clock())
-        if not await acknowledge(interaction):
+        if not await acknowledge_if_ours(interaction):
             return
         await self._answer(interaction, await self.bot.service.generate(requester, request))
 
@@ -197,7 +167,7 @@ class AvatarCog(
             return
         draft = UploadDraft.create(name, len(attachments), photo_fetcher(attachments))
         requester = requester_of(interaction, self.bot.sealer, self.bot.clock())
-        if not await acknowledge(interaction):
+        if not await acknowledge_if_ours(interaction):
             return
         await self._upload(interaction, requester, draft, consent_given=False)
 
@@ -205,18 +175,21 @@ class AvatarCog(
     @app_commands.checks.cooldown(2, 10, key=lambda i: i.user.id)
     async def history(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
+        await acknowledge(interaction)
         jobs = await self.bot.store.recent_jobs(interaction.user.id, interaction.guild_id, 10)
         t = member_language(interaction)
         embed = discord.Embed(title=t.gettext("Your recent avatars"), colour=WORKING)
         if not jobs:
             embed.description = t.gettext("You have no avatar jobs on this server yet.")
         for job in jobs:
-            embed.add_field(name=_history_title(job, t), value=_history_line(job, t), inline=False)
-        await interaction.response.send_message(embed=embed, ephemeral=True)
+            embed.add_field(name=history_title(job, t), value=history_line(job, t), inline=False)
+        await edit_reply(interaction, embed=embed, view=cancel_buttons(jobs, t))
 
     @app_commands.command(description=locale_str("How many avatars you can still create today"))
     async def quota(self, interaction: discord.Interaction) -> None:
-        status = await self.bot.service.quota(requester_of(interaction))
+        requester = requester_of(interaction)
+        await acknowledge(interaction)
+        status = await self.bot.service.quota(requester)
         t = member_language(interaction)
         lines = [
             _quota_line(_YOU, status.user_used, status.user_limit, t),
@@ -227,7 +200,7 @@ class AvatarCog(
             when = discord.utils.format_dt(status.cooldown_until, "R")
             lines.append(t.gettext("Next request possible {when}.", when=when))
         lines.append(t.gettext("Counts reset at 00:00 UTC; failed jobs do not count."))
-        await interaction.response.send_message("\n".join(lines), ephemeral=True)
+        await edit_reply(interaction, content="\n".join(lines))
 
     @app_commands.command(description=locale_str("Delete your job records and your photo consent"))
     @app_commands.checks.cooldown(1, 10, key=lambda i: i.user.id)
@@ -239,7 +212,10 @@ class AvatarCog(
 
         t = member_language(interaction)
         view = ForgetView(user_id, forget_user, t)
-        await interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True)
+        await timed_ack(
+            interaction,
+            interaction.response.send_message(t.render(FORGET_TEXT), view=view, ephemeral=True),
+        )
 
     # --- answers ------------------------------------------------------------------
 
@@ -306,21 +282,6 @@ def _quota_line(who: tuple[LazyText, LazyText], used: int, limit: int, t: Transl
     if limit == 0:
         return t.gettext(no_limit.message, used=t.number(used))
     return t.gettext(left.message, left=t.number(max(0, limit - used)), limit=t.number(limit))
-
-
-def _history_title(job: JobRecord, t: Translation) -> str:
-    when = t.datetime(job.created_at, "short") + " UTC"
-    return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
-
-
-def _history_line(job: JobRecord, t: Translation) -> str:
-    if job.group_id:
-        return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
-    if job.refusal:
-        return t.gettext("Refused ({reason})", reason=job.refusal)
-    if job.error_kind:
-        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
-    return t.gettext("In progress")
 
 
 async def setup(bot: AvatarBot) -> None:

@@ -17,6 +17,7 @@ from avatar_api import ValidationError
 from avatar_api.text import LazyText
 
 from .language import member_language
+from .limits import CONTENT, clip
 from .ui import NO_MENTIONS, safe
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,11 @@ async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
 
 
 async def acknowledged(interaction: discord.Interaction, ack: Awaitable[object]) -> bool:
-    """Acknowledge first; False (after one log line) when the interaction is not ours.
-
-    A command that gets False stops there: no reply, no database write, no job.
+    """Await the acknowledgement; False (after one log line) when the interaction is not
+    ours. A command that gets False stops there: no reply, no database write, no job.
     """
     try:
-        await timed_ack(interaction, ack)
+        await ack
     except discord.HTTPException as error:
         if is_lost(interaction, error):
             return False
@@ -133,15 +133,21 @@ async def report_unexpected(interaction: discord.Interaction, error: BaseExcepti
 
 
 async def send_ephemeral(interaction: discord.Interaction, message: str) -> None:
+    """One private message: the first response, else the deferred reply, else a follow-up."""
+    message = clip(message, CONTENT)
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
-        else:
+        if not interaction.response.is_done():
             await timed_ack(
                 interaction,
                 interaction.response.send_message(
                     message, ephemeral=True, allowed_mentions=NO_MENTIONS
                 ),
             )
+        elif interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            await interaction.edit_original_response(
+                content=message, embed=None, view=None, allowed_mentions=NO_MENTIONS
+            )
+        else:
+            await interaction.followup.send(message, ephemeral=True, allowed_mentions=NO_MENTIONS)
     except discord.HTTPException as error:
         log.info("could not send an error reply: %s", error)

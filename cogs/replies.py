@@ -92,10 +92,18 @@ class InteractionReply:
                 files=params.files,
             )
 
-    async def follow_up(self, content: str, *, embed: discord.Embed | None = None) -> None:
+    async def follow_up(
+        self,
+        content: str,
+        *,
+        embed: discord.Embed | None = None,
+        view: discord.ui.View | None = None,
+    ) -> None:
         """A public follow-up in the interaction's channel."""
+        extra: dict[str, Any] = {} if view is None else {"view": view}
         await self.webhook.send(
             content,
             embed=embed if embed is not None else discord.utils.MISSING,
             allowed_mentions=NO_MENTIONS,
+            **extra,
         )

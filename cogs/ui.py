@@ -13,11 +13,11 @@ import discord
 from discord import app_commands
 from discord.app_commands import locale_str
 
-from avatar_api.preflight import PreflightReport
+from avatar_api.preflight import PreflightReport, ProblemKind
 from avatar_api.text import N_, LazyText
 from avatarbot.failures import FailureKind
 from avatarbot.i18n import Translation
-from avatarbot.store.base import JobRecord, JobState, SourceType
+from avatarbot.store.base import CancelOutcome, CancelResult, JobRecord, JobState, SourceType
 
 SUCCESS = discord.Colour.green()
 FAILURE = discord.Colour.red()
@@ -43,6 +43,7 @@ _STATE_NAMES = {
     "succeeded": N_("succeeded"),
     "failed": N_("failed"),
     "refused": N_("refused"),
+    "cancelled": N_("cancelled"),
 }
 
 
@@ -123,6 +124,9 @@ def state_name(state: StrEnum, t: Translation) -> str:
 def result_embed(job: JobRecord, t: Translation) -> discord.Embed:
     if job.state is JobState.SUCCEEDED:
         embed = discord.Embed(title=t.gettext("Your avatar is on its way"), colour=SUCCESS)
+        embed.description = t.render(GROUP_ID_NOTE)
+        if job.mode is SourceType.UPLOAD:
+            embed.description += "\n" + t.render(UPLOAD_NOT_REPEATABLE)
         embed.add_field(name=t.gettext("Group ID"), value=f"```\n{job.group_id}\n```", inline=False)
         status = safe(job.avatar_status) if job.avatar_status else t.gettext("unknown")
         embed.add_field(name=t.gettext("Status"), value=status, inline=True)
@@ -136,6 +140,33 @@ def result_embed(job: JobRecord, t: Translation) -> discord.Embed:
     options = describe_options(job.options, t)[:1024]
     embed.add_field(name=t.gettext("Options"), value=options, inline=False)
     embed.set_footer(text=t.gettext("Job #{job_id}", job_id=job.id))
+    return embed
+
+
+def history_title(job: JobRecord, t: Translation) -> str:
+    when = t.datetime(job.created_at, "short") + " UTC"
+    return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
+
+
+def history_line(job: JobRecord, t: Translation) -> str:
+    if job.group_id:
+        return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
+    if job.refusal:
+        return t.gettext("Refused ({reason})", reason=job.refusal)
+    if job.error_kind:
+        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
+    if job.state is JobState.CANCELLED:
+        return t.gettext("Cancelled: nothing was sent")
+    return t.gettext("In progress")
+
+
+def with_history_line(embed: discord.Embed, job: JobRecord, t: Translation) -> discord.Embed:
+    """A history embed whose line for ``job`` shows the job as it is now."""
+    for index, line in enumerate(embed.fields):
+        if (line.name or "").startswith(f"#{job.id} ·"):
+            embed.set_field_at(
+                index, name=history_title(job, t), value=history_line(job, t), inline=False
+            )
     return embed
 
 
@@ -158,14 +189,78 @@ def progress_text(
     )
 
 
+_PROBLEM_LABELS: dict[ProblemKind, LazyText] = {
+    ProblemKind.NO_FACE: N_("no face found"),
+    ProblemKind.MANY_FACES: N_("{count} faces"),
+    ProblemKind.TURNED_AWAY: N_("face turned away"),
+    ProblemKind.SMALL_FACE: N_("face too small ({fraction})"),
+    ProblemKind.BLURRY: N_("blurry"),
+    ProblemKind.DARK: N_("too dark"),
+    ProblemKind.WASHED_OUT: N_("washed out"),
+    ProblemKind.DUPLICATE: N_("same as photo {photo}"),
+}
+_PROBLEM_ADVICE: dict[ProblemKind, LazyText] = {
+    ProblemKind.NO_FACE: N_("No face: face the camera, face uncovered and well lit."),
+    ProblemKind.MANY_FACES: N_("Several faces: crop the photo to just you."),
+    ProblemKind.TURNED_AWAY: N_("Turned away: look straight at the camera."),
+    ProblemKind.SMALL_FACE: N_("Face too small: move closer, or crop to your head and shoulders."),
+    ProblemKind.BLURRY: N_("Blurry: hold still and tap your face to focus; no screenshots."),
+    ProblemKind.DARK: N_("Too dark: face a window or a lamp, with the light in front of you."),
+    ProblemKind.WASHED_OUT: N_("Washed out: avoid direct sun, flash and fading filters."),
+    ProblemKind.DUPLICATE: N_("Same picture twice: send different ones."),
+}
+
+
 def preflight_refusal(report: PreflightReport, t: Translation) -> str:
-    """Every problem of every photo, in one message."""
-    problems = "\n".join(f"• {safe(t.render(p.text), 400)}" for p in report.problems)
+    """Every problem at once, grouped: each photo named once, each piece of advice once."""
+    photos_by_labels: dict[tuple[str, ...], list[int]] = {}
+    kinds: list[ProblemKind] = []
+    others: list[str] = []
+    for problem in report.problems:
+        if problem.kind is None:
+            others.append(f"• {safe(t.render(problem.text), 300)}")
+        elif problem.kind not in kinds:
+            kinds.append(problem.kind)
+    for photo in sorted({p.photo_index for p in report.problems if p.kind is not None}):
+        labels = tuple(
+            _problem_label(p.kind, p.detail, t)
+            for p in report.problems
+            if p.photo_index == photo and p.kind is not None
+        )
+        photos_by_labels.setdefault(labels, []).append(photo)
+    lines = [
+        t.gettext(
+            "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
+            "nothing was counted:"
+        )
+    ]
+    lines += [
+        f"• {_photo_names(indexes, t)}: {', '.join(labels)}"
+        for labels, indexes in photos_by_labels.items()
+    ]
+    lines += others
+    if kinds:
+        lines.append(t.gettext("What helps:"))
+        lines += [f"• {t.render(_PROBLEM_ADVICE[kind])}" for kind in kinds]
+    return "\n".join(lines)
+
+
+def _problem_label(kind: ProblemKind, detail: float | None, t: Translation) -> str:
+    value = detail or 0
     return t.gettext(
-        "⚠️ These photos would likely be rejected by HeyGen, so nothing was sent and "
-        "nothing was counted:\n{problems}",
-        problems=problems,
+        _PROBLEM_LABELS[kind].message,
+        count=t.number(int(value)),
+        fraction=t.percent(value),
+        photo=t.number(int(value)),
     )
+
+
+def _photo_names(indexes: list[int], t: Translation) -> str:
+    """[1] -> "Photo 1", [1, 2, 4] -> "Photos 1, 2 and 4", as the language lists things."""
+    if len(indexes) == 1:
+        return t.gettext("Photo {number}", number=indexes[0])
+    listed = t.listing([str(i) for i in indexes])
+    return t.gettext("Photos {numbers}", numbers=listed)
 
 
 def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
@@ -188,6 +283,66 @@ def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
         error = safe(job.error_kind) if job.error_kind else t.gettext("unknown")
         embed.add_field(name=t.gettext("Error"), value=error, inline=False)
     return embed
+
+
+# --- buttons ------------------------------------------------------------------------------
+# kind: button
+REROLL_LABEL = N_("Re-roll")
+# kind: button
+EDIT_LABEL = N_("Edit")
+# kind: button
+DELETE_LABEL = N_("Delete")
+# kind: button
+CANCEL_LABEL = N_("Cancel")
+GROUP_ID_NOTE = N_(
+    "The avatar lives in HeyGen, in the bot operator's agent.ai account; "
+    "the group id is how to find it there."
+)
+UPLOAD_NOT_REPEATABLE = N_("No Re-roll or Edit for uploads: the photos are never kept.")
+NOT_YOUR_JOB = N_("Only the member who asked for this avatar can use this button.")
+NOT_YOUR_POST = N_(
+    "Only the member who asked for this avatar, or a moderator with Manage Server, can delete it."
+)
+# kind: modal
+EDIT_TITLE = N_("Edit and make again")
+# kind: modal
+EDIT_NAME_LABEL = N_("Name")
+# kind: modal
+EDIT_APPEARANCE_LABEL = N_("Appearance")
+# kind: description
+EDIT_APPEARANCE_HINT = N_("Describe the look you want (up to 1000 characters)")
+EDIT_KEPT = N_("**These stay as they were:**")
+EDIT_UNAVAILABLE = N_("The editor could not be opened just now. Press Edit again in a moment.")
+DELETED = N_("Deleted. The job stays in `/avatar history`.")
+NOT_DELETED = N_("The post could not be deleted; it may be gone already.")
+SERVER_GONE = N_("The bot is no longer in the server this avatar came from.")
+MEMBER_GONE = N_("You are no longer a member of the server this avatar came from.")
+
+
+def cancel_text(result: CancelResult, job_id: int, t: Translation) -> str:
+    match result.outcome:
+        case CancelOutcome.CANCELLED:
+            return t.gettext(
+                "🛑 Job #{job_id} is cancelled: nothing was sent and nothing was counted.",
+                job_id=job_id,
+            )
+        case CancelOutcome.ALREADY_STARTED:
+            return t.gettext(
+                "⏳ Too late to cancel job #{job_id}: it is already being created.", job_id=job_id
+            )
+        case CancelOutcome.ALREADY_ENDED:
+            state = state_name(result.job.state, t) if result.job else ""
+            return t.gettext(
+                "Job #{job_id} has already ended ({state}).", job_id=job_id, state=state
+            )
+        case _:
+            return t.gettext("Job #{job_id} is no longer on record.", job_id=job_id)
+
+
+def kept_options_text(options: Mapping[str, str], t: Translation) -> str:
+    """What an edit keeps: every option but the texts the modal changes."""
+    kept = {k: v for k, v in options.items() if k not in {"name", "appearance"}}
+    return t.render(EDIT_KEPT) + "\n" + describe_options(kept, t)
 
 
 _FAILURES: dict[FailureKind, LazyText] = {

@@ -1,17 +1,20 @@
 """The buttons members press: the first-upload consent and the forget confirmation.
 
-Labels and texts are in the language of the member the view is shown to.
+Labels and texts are in the language of the member the view is shown to. Every
+button acknowledges first (:func:`~cogs.delivery.acknowledge_press`), then works.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import discord
 
 from avatar_api.text import N_
 from avatarbot.i18n import Translation
 
+from .delivery import acknowledge_press, edit_reply
 from .errors import report_unexpected
 from .language import member_language
 
@@ -30,30 +33,40 @@ OnConsent = Callable[[discord.Interaction], Awaitable[None]]
 Forget = Callable[[], Awaitable[int]]
 
 
-class ConsentView(discord.ui.View):
+class MemberView(discord.ui.View):
+    """Buttons only the member they were shown to may press; a failure gets an error id."""
+
+    def __init__(self, user_id: int, *, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self.user_id = user_id
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.user_id
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[Any]
+    ) -> None:
+        await report_unexpected(interaction, error)
+
+
+class ConsentView(MemberView):
     """The one-time statement on a member's first upload; accepting carries on with it."""
 
     def __init__(self, user_id: int, on_accept: OnConsent, t: Translation) -> None:
-        super().__init__(timeout=300)
-        self.user_id = user_id
+        super().__init__(user_id, timeout=300)
         self.on_accept = on_accept
         # kind: button
         self.accept.label = t.gettext("These are my photos / I have consent")
         # kind: button
         self.cancel.label = t.gettext("Cancel")
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.user_id
-
     @discord.ui.button(style=discord.ButtonStyle.success)
     async def accept(
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(
-            content=member_language(interaction).gettext("Thanks. Checking your photos…"),
-            view=None,
-        )
+        text = member_language(interaction).gettext("Thanks. Checking your photos…")
+        await acknowledge_press(interaction, content=text, view=None)
         await self.on_accept(interaction)
 
     @discord.ui.button(style=discord.ButtonStyle.secondary)
@@ -61,50 +74,39 @@ class ConsentView(discord.ui.View):
         self, interaction: discord.Interaction, _: discord.ui.Button[ConsentView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(
-            content=member_language(interaction).gettext("Cancelled; nothing was sent."),
-            view=None,
-        )
-
-    async def on_error(
-        self, interaction: discord.Interaction, error: Exception, item: discord.ui.Item[ConsentView]
-    ) -> None:
-        await report_unexpected(interaction, error)
+        text = member_language(interaction).gettext("Cancelled; nothing was sent.")
+        await acknowledge_press(interaction, content=text, view=None)
 
 
-class ForgetView(discord.ui.View):
+class ForgetView(MemberView):
     def __init__(self, user_id: int, forget: Forget, t: Translation) -> None:
-        super().__init__(timeout=120)
-        self.user_id = user_id
+        super().__init__(user_id, timeout=120)
         self.forget = forget
         # kind: button
         self.confirm.label = t.gettext("Delete my records")
         # kind: button
         self.keep.label = t.gettext("Keep them")
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:
-        return interaction.user.id == self.user_id
-
     @discord.ui.button(style=discord.ButtonStyle.danger)
     async def confirm(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
-        deleted = await self.forget()
         t = member_language(interaction)
+        await acknowledge_press(interaction, content=t.gettext("Deleting your records…"), view=None)
+        deleted = await self.forget()
         text = t.ngettext(
             "Done: {count} record and your photo consent were deleted.",
             "Done: {count} records and your photo consent were deleted.",
             deleted,
             count=t.number(deleted),
         )
-        await interaction.response.edit_message(content=text, view=None)
+        await edit_reply(interaction, content=text)
 
     @discord.ui.button(style=discord.ButtonStyle.secondary)
     async def keep(
         self, interaction: discord.Interaction, _: discord.ui.Button[ForgetView]
     ) -> None:
         self.stop()
-        await interaction.response.edit_message(
-            content=member_language(interaction).gettext("Nothing was deleted."), view=None
-        )
+        text = member_language(interaction).gettext("Nothing was deleted.")
+        await acknowledge_press(interaction, content=text, view=None)

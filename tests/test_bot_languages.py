@@ -251,3 +251,31 @@ async def test_an_outcome_told_by_dm_after_the_interaction_is_in_the_members_lan
     (dm,) = [m for m in world.alice.user.dm_channel.history() if m.embeds]
     assert dm.content == "Aqui está o resultado do seu pedido de avatar:"
     assert dm.embeds[0].title == "Seu avatar está a caminho"
+
+
+async def test_a_jobs_buttons_speak_the_servers_and_the_members_language(
+    world: World, languages: Languages
+) -> None:
+    """A public post's buttons read the server's language; the presser reads their own."""
+    await world.admin.slash(world.channel, "avatar-admin language", locale="fr")
+    languages.speak(world.alice, "de")
+    result = await world.alice.slash(world.channel, "avatar generate", name="Nova")
+    post = outcome(result)
+    assert [b["label"] for row in post.components for b in row["components"]] == [
+        "Relancer",
+        "Modifier",
+        "Supprimer",
+    ]
+    assert "HeyGen" in post.embeds[0].description
+
+    shown = await world.alice.click(post, label="Modifier")
+    assert shown.modal is not None
+    assert shown.modal["title"] == "Bearbeiten und neu erstellen"
+    assert shown.modal["components"][0]["content"].startswith("**Das bleibt, wie es war:**")
+
+    bob = world.member("bob")
+    languages.speak(bob, "ja")
+    refused = await bob.click(post, label="Relancer")
+    assert refused.response.content == (
+        "⚠️ このボタンは、このアバターを依頼したメンバーだけが使えます。"
+    )

@@ -10,12 +10,14 @@ from hypothesis import strategies as st
 
 from avatarbot.guild_rules import normalize, normalize_blocked_words
 from avatarbot.policy import (
+    ButtonAction,
     Requester,
     channel_allowed,
     check_access,
     check_words,
     find_blocked_word,
     limits_for,
+    may_press,
     refusal_for_quota,
 )
 from avatarbot.store.base import (
@@ -159,3 +161,19 @@ def test_quota_refusals_say_what_to_do(
     explained = refusal_for_quota(result, Limits(), NOW)
     assert explained.reason is reason
     assert fragment in explained.message
+
+
+# --- who may press a job's buttons ---------------------------------------------------------
+@pytest.mark.parametrize("action", list(ButtonAction))
+def test_the_requester_may_press_every_button(action: ButtonAction) -> None:
+    assert may_press(action, 7, 7, presser_manages_guild=False)
+
+
+@pytest.mark.parametrize("action", list(ButtonAction))
+def test_someone_else_may_press_none(action: ButtonAction) -> None:
+    assert not may_press(action, 7, 8, presser_manages_guild=False)
+
+
+def test_a_moderator_may_only_delete_someone_elses_result() -> None:
+    allowed = {a for a in ButtonAction if may_press(a, 7, 8, presser_manages_guild=True)}
+    assert allowed == {ButtonAction.DELETE}

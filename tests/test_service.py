@@ -9,14 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from avatar_api import AvatarClient, AvatarRequest
+from avatar_api import AvatarClient, AvatarRequest, ValidationError
 from avatarbot.failures import FailureKind
 from avatarbot.jobs import JobRelay
 from avatarbot.policy import RefusalReason, Requester
 from avatarbot.queue import Dispatcher
 from avatarbot.service import AvatarService, UploadDraft
 from avatarbot.store import open_store
-from avatarbot.store.base import JobState, Store
+from avatarbot.store.base import (
+    CancelOutcome,
+    JobRecord,
+    JobState,
+    NewJob,
+    SourceType,
+    Store,
+)
 from tests.bot_world import face_photo
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -183,3 +190,121 @@ async def test_an_upload_is_queued_with_its_photos(
     assert dispatcher.held_photo_jobs == {admission.job.id}
     assert fetched == [1]
     assert await store.has_consented(1)
+
+
+# --- re-roll, edit and cancel -----------------------------------------------------------------
+OPTIONS = {
+    "name": "Nova",
+    "age": "Senior",
+    "gender": "Female",
+    "ethnicity": "Mixed",
+    "orientation": "portrait",
+    "pose": "close_up",
+    "style": "Artistic",
+    "appearance": "red scarf",
+}
+
+
+async def finished_job(service: AvatarService, store: Store, clock: Clock) -> JobRecord:
+    admission = await service.generate(member(), generate(**OPTIONS))
+    assert admission.job is not None
+    await store.finish_job(admission.job.id, JobState.SUCCEEDED, clock.now, group_id="g1")
+    clock.now += timedelta(seconds=31)
+    return admission.job
+
+
+async def test_a_reroll_is_a_new_job_with_the_same_options(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+
+    admission = await service.remake(member(), past.id)
+
+    assert admission.job is not None
+    assert admission.job.id != past.id
+    assert admission.job.options == OPTIONS
+    assert admission.job.state is JobState.QUEUED
+
+
+async def test_an_edit_replaces_the_texts_and_keeps_the_choices(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+
+    admission = await service.remake(member(), past.id, {"name": " Nova II ", "appearance": ""})
+
+    assert admission.job is not None
+    expected = {k: v for k, v in OPTIONS.items() if k != "appearance"} | {"name": "Nova II"}
+    assert admission.job.options == expected
+
+
+async def test_an_edit_with_a_bad_name_raises_a_validation_error(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    with pytest.raises(ValidationError):
+        await service.remake(member(), past.id, {"name": "x" * 101})
+
+
+async def test_a_reroll_is_refused_by_every_rule(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    await store.update_guild_settings(10, cooldown_seconds=3600)
+    cooling = await service.remake(member(), past.id)
+    await store.update_guild_settings(10, cooldown_seconds=0, blocked_words=("scarf",))
+    word = await service.remake(member(), past.id)
+    edited_word = await service.remake(member(), past.id, {"appearance": "a SCARF"})
+    await store.update_guild_settings(10, blocked_words=(), user_daily_quota=1)
+    quota = await service.remake(member(), past.id)
+    await store.block_user(10, 1, "spam", blocked_by=99)
+    blocked = await service.remake(member(), past.id)
+
+    reasons = [a.refusal.reason for a in (cooling, word, edited_word, quota, blocked) if a.refusal]
+    assert reasons == [
+        RefusalReason.COOLDOWN,
+        RefusalReason.BLOCKED_WORD,
+        RefusalReason.BLOCKED_WORD,
+        RefusalReason.USER_DAILY,
+        RefusalReason.BLOCKED,
+    ]
+    assert len(await store.recent_jobs(1, 10)) == 6  # the first job and five refusals
+
+
+async def test_only_the_requesters_own_kept_generate_job_can_be_made_again(
+    service: AvatarService, store: Store, clock: Clock
+) -> None:
+    past = await finished_job(service, store, clock)
+    # Any record of one of the member's uploads will do: its photos were never kept.
+    upload = await store.record_refused(
+        NewJob(10, 100, 1, SourceType.UPLOAD, {"name": "Me", "photos": "1"}, "w1", (10,)),
+        "busy",
+        clock.now,
+    )
+
+    someone_else = await service.remake(member(user_id=2), past.id)
+    other_server = await service.remake(member(guild_id=11), past.id)
+    photos_gone = await service.remake(member(), upload.id)
+    await store.forget_user(1, clock.now)
+    forgotten = await service.remake(member(), past.id)
+
+    assert [a.refusal.reason for a in (someone_else, other_server, forgotten) if a.refusal] == [
+        RefusalReason.JOB_GONE
+    ] * 3
+    assert photos_gone.refusal is not None
+    assert photos_gone.refusal.reason is RefusalReason.NOT_REPEATABLE
+    assert await store.recent_jobs(2, 10) == []
+
+
+async def test_cancel_withdraws_a_queued_job_and_frees_the_member(
+    service: AvatarService, store: Store
+) -> None:
+    await store.update_guild_settings(10, user_daily_quota=1)
+    admission = await service.generate(member(), generate())
+    assert admission.job is not None
+
+    assert (await service.cancel(2, admission.job.id)).outcome is CancelOutcome.NOT_FOUND
+    assert (await service.cancel(1, admission.job.id)).outcome is CancelOutcome.CANCELLED
+
+    assert (await service.quota(member())).user_used == 0
+    assert (await service.generate(member(), generate())).job is not None

@@ -16,12 +16,14 @@ from avatarbot.failures import FailureKind
 from avatarbot.store import SqlStore, StoreConfigError, open_store
 from avatarbot.store.base import (
     Budget,
+    CancelOutcome,
     GuildSettings,
     JobRecord,
     JobState,
     Limits,
     NewJob,
     RefusalReason,
+    Screening,
     SourceType,
 )
 from avatarbot.store.migrations import LATEST_VERSION
@@ -259,6 +261,19 @@ async def test_consent(store: SqlStore) -> None:
     await store.record_consent(5)
     assert await store.has_consented(5)
     assert not await store.has_consented(6)
+
+
+async def test_screening_reads_settings_block_and_consent_at_once(store: SqlStore) -> None:
+    assert await store.screening(GUILD, 5) == Screening(GuildSettings(GUILD), None, False)
+    settings = await store.update_guild_settings(GUILD, cooldown_seconds=7)
+    block = await store.block_user(GUILD, 5, "spam", blocked_by=9)
+    await store.record_consent(5)
+
+    assert await store.screening(GUILD, 5) == Screening(settings, block, True)
+    assert await store.screening(OTHER_GUILD, 5) == Screening(
+        GuildSettings(OTHER_GUILD), None, True
+    )
+    assert await store.screening(GUILD, 6) == Screening(settings, None, False)
 
 
 # --- enqueue and quotas -------------------------------------------------------------------
@@ -556,6 +571,119 @@ async def test_two_workers_share_one_queue_and_budget(
     claimed = list(itertools.chain.from_iterable(results))
     assert len(claimed) == 10
     assert len({j.id for j in claimed}) == 10
+
+
+# --- cancelling ---------------------------------------------------------------------------
+async def test_a_cancelled_job_costs_nothing_and_is_never_claimed(
+    store: SqlStore, clock: Clock
+) -> None:
+    limits = Limits(user_daily_quota=1, guild_daily_quota=1, cooldown_seconds=600)
+    job = await enqueue(store, clock, new_job(), limits)
+
+    result = await store.cancel_job(job.id, 1, clock.now)
+
+    assert result.outcome is CancelOutcome.CANCELLED
+    assert result.job is not None
+    assert (result.job.state, result.job.notified) == (JobState.CANCELLED, True)
+    assert result.job.finished_at == clock.now
+    assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is None
+    assert await store.queue_position(job.id) is None
+    status = await store.quota_status(GUILD, 1, limits, clock.now)
+    assert (status.user_used, status.guild_used, status.cooldown_until) == (0, 0, None)
+    assert (await store.enqueue_job(new_job(), limits, clock.now)).job is not None
+    assert await store.undelivered_jobs("w1") == []
+    assert await store.recover("w1", clock.now) == []
+    assert (await store.usage_stats(GUILD, clock.now)).jobs_today == 1
+
+
+async def test_only_a_queued_job_of_ones_own_can_be_cancelled(
+    store: SqlStore, clock: Clock
+) -> None:
+    running = await enqueue(store, clock, new_job(user_id=1))
+    assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is not None
+    queued = await enqueue(store, clock, new_job(user_id=2))
+
+    started = await store.cancel_job(running.id, 1, clock.now)
+    not_yours = await store.cancel_job(queued.id, 1, clock.now)
+    unknown = await store.cancel_job(999_999, 1, clock.now)
+    assert (started.outcome, not_yours.outcome, unknown.outcome) == (
+        CancelOutcome.ALREADY_STARTED,
+        CancelOutcome.NOT_FOUND,
+        CancelOutcome.NOT_FOUND,
+    )
+    assert (await store.get_job(running.id)).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert (await store.get_job(queued.id)).state is JobState.QUEUED  # type: ignore[union-attr]
+
+    await store.finish_job(running.id, JobState.SUCCEEDED, clock.now, group_id="g")
+    ended = await store.cancel_job(running.id, 1, clock.now)
+    assert ended.outcome is CancelOutcome.ALREADY_ENDED
+    assert (await store.cancel_job(queued.id, 2, clock.now)).outcome is CancelOutcome.CANCELLED
+    again = await store.cancel_job(queued.id, 2, clock.now)
+    assert again.outcome is CancelOutcome.ALREADY_ENDED
+
+
+async def test_cancelled_jobs_give_their_turns_back(store: SqlStore, clock: Clock) -> None:
+    """A member who withdraws queued jobs is not sent behind them by their next request."""
+    first, *withdrawn = [await enqueue(store, clock, new_job(user_id=1)) for _ in range(3)]
+    for job in withdrawn:
+        await store.cancel_job(job.id, 1, clock.now)
+    again = await enqueue(store, clock, new_job(user_id=1))
+    other_first, other_second = [await enqueue(store, clock, new_job(user_id=2)) for _ in range(2)]
+
+    claimed = await claim_all(store, clock)
+
+    assert [j.id for j in claimed] == [first.id, other_first.id, again.id, other_second.id]
+
+
+async def test_forgotten_jobs_cannot_be_cancelled_and_are_marked(
+    store: SqlStore, clock: Clock
+) -> None:
+    job = await enqueue(store, clock, new_job())
+    await store.claim_next_job("w1", BIG_BUDGET, clock.now)
+    await store.finish_job(job.id, JobState.SUCCEEDED, clock.now, group_id="g")
+    await store.forget_user(1, clock.now)
+
+    kept = await store.get_job(job.id)  # still counts for today's limits, stripped
+
+    assert kept is not None
+    assert kept.forgotten
+    assert kept.options == {}
+    assert (await store.cancel_job(job.id, 1, clock.now)).outcome is CancelOutcome.NOT_FOUND
+
+
+async def test_cancel_and_claim_race_one_winner_per_job(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    """Across processes, a job is either cancelled (never claimed) or claimed (not cancelled)."""
+    canceller, worker = await store_factory.open(), await store_factory.open()
+    queued = [await enqueue(canceller, clock, new_job(user_id=u), step=0) for u in range(20)]
+
+    async def claim_everything() -> list[JobRecord]:
+        taken = []
+        for _ in range(len(queued)):
+            job = await worker.claim_next_job("w2", BIG_BUDGET, clock.now)
+            if job is not None:
+                taken.append(job)
+            await asyncio.sleep(0)
+        return taken
+
+    claims, *cancels = await asyncio.gather(
+        claim_everything(), *(canceller.cancel_job(j.id, j.user_id, clock.now) for j in queued)
+    )
+
+    claimed = {j.id for j in claims}
+    cancelled = {
+        j.id for j, r in zip(queued, cancels, strict=True) if r.outcome is CancelOutcome.CANCELLED
+    }
+    assert not claimed & cancelled
+    assert claimed | cancelled == {j.id for j in queued}
+    for job, result in zip(queued, cancels, strict=True):
+        final = await worker.get_job(job.id)
+        assert final is not None
+        expected = JobState.CANCELLED if job.id in cancelled else JobState.RUNNING
+        assert final.state is expected
+        if job.id in claimed:
+            assert result.outcome is CancelOutcome.ALREADY_STARTED
 
 
 # --- finishing, delivery and recovery --------------------------------------------------

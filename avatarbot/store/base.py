@@ -28,10 +28,20 @@ class JobState(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     REFUSED = "refused"
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
-        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.REFUSED}
+        return self is not JobState.QUEUED and self is not JobState.RUNNING
+
+
+class CancelOutcome(StrEnum):
+    """What :meth:`Store.cancel_job` did; only CANCELLED changed anything."""
+
+    CANCELLED = "cancelled"
+    ALREADY_STARTED = "already_started"
+    ALREADY_ENDED = "already_ended"
+    NOT_FOUND = "not_found"
 
 
 DEFAULT_COOLDOWN_SECONDS = 30
@@ -88,6 +98,16 @@ class InteractionRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Screening:
+    """What screening a request needs, read in one transaction: the server's settings,
+    the member's block on it, and whether they gave their photo consent."""
+
+    settings: GuildSettings
+    block: Block | None
+    consented: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A request the bot accepted, before it is queued. Never holds photo bytes."""
 
@@ -133,12 +153,20 @@ class JobRecord:
     interaction: InteractionRef | None = None
     """While the member can still be answered in their interaction (its token is kept
     until the job is delivered or the interaction's 15 minutes are over)."""
+    forgotten: bool = False
+    """Its member ran ``/avatar forget``: only kept, stripped, while it counts for today."""
     locale: str | None = None
     """The requester's Discord language, to tell them the outcome outside their interaction."""
 
     @property
     def photo_count(self) -> int:
         return len(self.photo_sizes)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    outcome: CancelOutcome
+    job: JobRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +195,9 @@ class RefusalReason(StrEnum):
     BLOCKED = "blocked"
     UPLOADS_OFF = "uploads_off"
     BLOCKED_WORD = "blocked_word"
+    # A button on a past job that can no longer be acted on; never recorded as a job.
+    JOB_GONE = "job_gone"
+    NOT_REPEATABLE = "not_repeatable"
     USER_DAILY = "user_daily"
     GUILD_DAILY = "guild_daily"
     COOLDOWN = "cooldown"
@@ -259,6 +290,10 @@ class Store(Protocol):
 
     # --- consent --------------------------------------------------------------
     async def has_consented(self, user_id: int) -> bool: ...
+    async def screening(self, guild_id: int, user_id: int) -> Screening:
+        """Settings, block and consent at once (one transaction: the admission path)."""
+        ...
+
     async def record_consent(self, user_id: int) -> None: ...
 
     # --- jobs -----------------------------------------------------------------
@@ -349,6 +384,16 @@ class Store(Protocol):
 
     async def retire_worker(self, worker: str) -> None:
         """``worker`` stopped cleanly: :meth:`recover` may adopt its jobs at once."""
+        ...
+
+    async def cancel_job(self, job_id: int, user_id: int, now: datetime) -> CancelResult:
+        """Cancel ``user_id``'s job while it is still queued, atomically with claims.
+
+        A claimed job (its request may be on its way) is never cancelled. A cancelled
+        job is final, counts against no quota or cooldown, gives its queue turn back
+        and needs no delivery (the member who cancelled it is told by that reply).
+        Another member's job, or a forgotten one, is NOT_FOUND.
+        """
         ...
 
     async def heartbeat(self, worker: str, now: datetime) -> None:

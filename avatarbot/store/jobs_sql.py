@@ -23,6 +23,8 @@ from avatarbot.failures import FailureKind
 
 from . import dialect, fairness, notify
 from .base import (
+    CancelOutcome,
+    CancelResult,
     EnqueueResult,
     JobRecord,
     JobState,
@@ -45,6 +47,7 @@ from .sql_base import (
     COUNTED_STATES,
     FINAL_STATES,
     NO_REPLY,
+    NOT_RUN_STATES,
     TOP_MEMBERS,
     SqlBase,
     as_utc,
@@ -173,6 +176,29 @@ class JobStore(SqlBase):
         log.info("failed %d queued jobs of guild %d: %s", len(failed), guild_id, error_kind)
         return failed
 
+    async def cancel_job(self, job_id: int, user_id: int, now: datetime) -> CancelResult:
+        async with self._transaction(write=True) as conn:
+            # On PostgreSQL a concurrent claim holds the row lock: this waits for it, then
+            # re-checks the state (READ COMMITTED) and finds the job running.
+            result = await conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.user_id == user_id,
+                    jobs.c.state == JobState.QUEUED.value,
+                )
+                .values(state=JobState.CANCELLED.value, finished_at=now, notified=True)
+            )
+            record = await fetch_job(conn, job_id)
+        if record is None or record.user_id != user_id or record.forgotten:
+            return CancelResult(CancelOutcome.NOT_FOUND)
+        if result.rowcount:
+            log.info("job %d cancelled by its member", job_id)
+            return CancelResult(CancelOutcome.CANCELLED, record)
+        if record.state is JobState.RUNNING:
+            return CancelResult(CancelOutcome.ALREADY_STARTED, record)
+        return CancelResult(CancelOutcome.ALREADY_ENDED, record)
+
     async def mark_notified(self, job_id: int) -> None:
         async with self._transaction(write=True) as conn:
             await conn.execute(
@@ -282,7 +308,7 @@ class JobStore(SqlBase):
             return func.count().filter(and_(*conditions))
 
         is_today = jobs.c.created_at >= today
-        not_refused = jobs.c.state != JobState.REFUSED.value
+        not_refused = jobs.c.state.not_in(NOT_RUN_STATES)
         stmt = select(
             count(is_today, not_refused),
             count(is_today, jobs.c.state == JobState.SUCCEEDED.value),
@@ -406,12 +432,14 @@ async def _assign_turns(conn: AsyncConnection, guild_id: int, user_id: int) -> t
         )
         or 0
     )
+    # A cancelled job was never served: its turns go to whatever its guild queues next.
+    held = jobs.c.state != JobState.CANCELLED.value
     last_guild_turn = await conn.scalar(
-        select(func.max(jobs.c.guild_turn)).where(jobs.c.guild_id == guild_id)
+        select(func.max(jobs.c.guild_turn)).where(jobs.c.guild_id == guild_id, held)
     )
     last_member_turn = await conn.scalar(
         select(func.max(jobs.c.member_turn)).where(
-            jobs.c.guild_id == guild_id, jobs.c.user_id == user_id
+            jobs.c.guild_id == guild_id, jobs.c.user_id == user_id, held
         )
     )
     return (

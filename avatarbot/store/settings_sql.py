@@ -19,6 +19,7 @@ from avatarbot import guild_rules
 from .base import (
     Block,
     GuildSettings,
+    Screening,
 )
 from .schema import (
     blocks,
@@ -80,26 +81,40 @@ class SettingsStore(SqlBase):
 
     async def get_block(self, guild_id: int, user_id: int) -> Block | None:
         async with self._transaction(write=False) as conn:
-            row = (
-                await conn.execute(
-                    select(blocks).where(blocks.c.guild_id == guild_id, blocks.c.user_id == user_id)
-                )
-            ).first()
-        if row is None:
-            return None
-        return Block(row.guild_id, row.user_id, row.reason, row.blocked_by, row.created_at)
+            return await _load_block(conn, guild_id, user_id)
 
     async def has_consented(self, user_id: int) -> bool:
         async with self._transaction(write=False) as conn:
-            found = await conn.scalar(
-                select(consents.c.user_id).where(consents.c.user_id == user_id)
+            return await _has_consented(conn, user_id)
+
+    async def screening(self, guild_id: int, user_id: int) -> Screening:
+        async with self._transaction(write=False) as conn:
+            return Screening(
+                settings=await _load_settings(conn, guild_id),
+                block=await _load_block(conn, guild_id, user_id),
+                consented=await _has_consented(conn, user_id),
             )
-        return found is not None
 
     async def record_consent(self, user_id: int) -> None:
         async with self._transaction(write=True) as conn:
             stmt = self._insert(consents).values(user_id=user_id, consented_at=self._clock())
             await conn.execute(stmt.on_conflict_do_nothing(index_elements=[consents.c.user_id]))
+
+
+async def _load_block(conn: AsyncConnection, guild_id: int, user_id: int) -> Block | None:
+    row = (
+        await conn.execute(
+            select(blocks).where(blocks.c.guild_id == guild_id, blocks.c.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return Block(row.guild_id, row.user_id, row.reason, row.blocked_by, row.created_at)
+
+
+async def _has_consented(conn: AsyncConnection, user_id: int) -> bool:
+    found = await conn.scalar(select(consents.c.user_id).where(consents.c.user_id == user_id))
+    return found is not None
 
 
 async def _load_settings(conn: AsyncConnection, guild_id: int) -> GuildSettings:

@@ -50,6 +50,8 @@ ANONYMOUS_USER = 0
 COUNTED_STATES = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEEDED.value)
 ACTIVE_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
 FINAL_STATES = tuple(s.value for s in JobState if s.is_final)
+# Never sent and never counted; neither holds a queue turn.
+NOT_RUN_STATES = (JobState.REFUSED.value, JobState.CANCELLED.value)
 
 INTERRUPTED_RUNNING = (
     "the bot stopped while this job was running; the avatar may or may not have been "
@@ -218,6 +220,7 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
         interaction=_interaction_from_row(row),
+        forgotten=bool(row.forgotten),
         locale=row.locale,
     )
 
