@@ -22,6 +22,8 @@ if __name__ == "__main__":
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import socket
 import uuid
@@ -41,6 +43,7 @@ from avatarbot.jobs import JobRelay
 from avatarbot.logs import setup_logging
 from avatarbot.metrics import BotMetrics, HealthChecks, MetricsServer, probe
 from avatarbot.queue import Dispatcher
+from avatarbot.sealing import TokenSealer
 from avatarbot.service import AvatarService
 from avatarbot.settings import Settings, SettingsError
 from avatarbot.store import StoreConfigError, StoreUnavailableError, open_store
@@ -59,7 +62,8 @@ INITIAL_EXTENSIONS: tuple[str, ...] = (
 )
 SHUTDOWN_GRACE_SECONDS = 20.0
 QUEUE_POLL_SECONDS = 5.0
-DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)  # agent.ai's published limits per token
+# agent.ai's published limits per token, kept with a 1 s margin (see Budget.margin).
+DEFAULT_BUDGET = Budget(per_minute=20, per_day=1000)
 
 
 # The bot never joins voice: no warnings about voice libraries at start-up.
@@ -79,6 +83,7 @@ class Services:
     worker_id: str
     clock: Callable[[], datetime]
     metrics: BotMetrics
+    sealer: TokenSealer
 
 
 @contextlib.asynccontextmanager
@@ -88,10 +93,15 @@ async def open_services(
     worker_id: str | None = None,
     queue_poll_seconds: float = QUEUE_POLL_SECONDS,
     clock: Callable[[], datetime] = utc_now,
+    budget_clock: Callable[[], datetime] | None = None,
     budget: Budget = DEFAULT_BUDGET,
     api_retry: RetryPolicy | None = None,
 ) -> AsyncIterator[Services]:
-    """One HTTP session, the migrated store and the (not yet started) dispatcher."""
+    """One HTTP session, the migrated store and the (not yet started) dispatcher.
+
+    ``budget_clock`` (tests on virtual time) replaces the database's clock, which
+    every process of a fleet otherwise shares for the agent.ai budget.
+    """
     worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     metrics = BotMetrics()
     trace = metrics.agent_ai_trace(settings.agent_ai_base_url)
@@ -103,7 +113,7 @@ async def open_services(
             timeout=settings.agent_ai_timeout,
             retry=api_retry,
         )
-        store = await open_store(settings.database_url, clock=clock)
+        store = await open_store(settings.database_url, clock=clock, budget_clock=budget_clock)
         try:
             relay = JobRelay()
             dispatcher = Dispatcher(
@@ -118,15 +128,30 @@ async def open_services(
                 on_queue_length=metrics.queue_length_is,
             )
             service = AvatarService(store, dispatcher, owner=worker_id, clock=clock)
+            sealer = TokenSealer(settings.discord_token, clock=lambda: clock().timestamp())
             yield Services(
-                settings, client, store, dispatcher, service, relay, worker_id, clock, metrics
+                settings,
+                client,
+                store,
+                dispatcher,
+                service,
+                relay,
+                worker_id,
+                clock,
+                metrics,
+                sealer,
             )
         finally:
             await store.close()
 
 
-class AvatarBot(commands.Bot):
-    """The bot, handed its :class:`Services`; it starts the dispatcher and stops it once."""
+class AvatarBot(commands.AutoShardedBot):
+    """The bot, handed its :class:`Services`; it starts the dispatcher and stops it once.
+
+    Always sharded: with ``SHARD_COUNT`` unset, one process runs as many shards as
+    Discord recommends (a bot in more than 2,500 servers needs several); with
+    ``SHARD_IDS``, this process runs only those of ``SHARD_COUNT``.
+    """
 
     def __init__(
         self, services: Services, *, extensions: Sequence[str] = INITIAL_EXTENSIONS
@@ -138,6 +163,8 @@ class AvatarBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            shard_count=services.settings.shard_count,
+            shard_ids=_shard_ids(services.settings),
         )
         self.settings = services.settings
         self.avatar_client = services.avatar_client
@@ -148,6 +175,7 @@ class AvatarBot(commands.Bot):
         self.worker_id = services.worker_id
         self.clock = services.clock
         self.metrics = services.metrics
+        self.sealer = services.sealer
         self.metrics_server: MetricsServer | None = None
         self.extensions_to_load = tuple(extensions)
 
@@ -160,19 +188,36 @@ class AvatarBot(commands.Bot):
         log.info("ready to serve as worker %s", self.worker_id)
 
     async def sync_commands(self) -> None:
+        """Sync the command tree, once per version of it across the whole fleet."""
         guild_id = self.settings.dev_guild_id
+        guild = None if guild_id is None else discord.Object(id=guild_id)
+        if guild is not None:
+            self.tree.copy_global_to(guild=guild)
+        scope = "global" if guild_id is None else str(guild_id)
+        async with self.store.command_sync(scope, self.command_fingerprint(guild)) as mine:
+            if not mine:
+                log.info("commands already synced (same version); not syncing again")
+                return
+            synced = await self.tree.sync(guild=guild)
         if guild_id is None:
-            synced = await self.tree.sync()
             log.info("synced %d commands globally (may take up to an hour to appear)", len(synced))
-            return
-        guild = discord.Object(id=guild_id)
-        self.tree.copy_global_to(guild=guild)
-        synced = await self.tree.sync(guild=guild)
-        log.info("synced %d commands to server %d", len(synced), guild_id)
+        else:
+            log.info("synced %d commands to server %d", len(synced), guild_id)
+
+    def command_fingerprint(self, guild: discord.abc.Snowflake | None) -> str:
+        """A hash of exactly what :meth:`CommandTree.sync` would send."""
+        payload = [command.to_dict(self.tree) for command in self.tree.get_commands(guild=guild)]
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def discord_connected(self) -> bool:
-        ws = self.ws
-        return self.is_ready() and not self.is_closed() and ws is not None and ws.open
+        """Ready, and every shard this process runs has its gateway connection open."""
+        shards = self.shards.values()
+        return (
+            self.is_ready()
+            and not self.is_closed()
+            and bool(shards)
+            and not any(s.is_closed() for s in shards)
+        )
 
     async def database_answers(self) -> bool:
         return await probe(lambda: self.store.get_job(0), "the database")
@@ -202,9 +247,13 @@ async def serving_metrics(bot: AvatarBot) -> AsyncIterator[None]:
         await server.close()
 
 
+def _shard_ids(settings: Settings) -> list[int] | None:
+    return list(settings.shard_ids) if settings.shard_ids is not None else None
+
+
 async def run_bot(settings: Settings) -> None:
     async with (
-        open_services(settings) as services,
+        open_services(settings, budget=DEFAULT_BUDGET) as services,
         AvatarBot(services) as bot,
         serving_metrics(bot),
     ):

@@ -130,17 +130,20 @@ class AvatarClient:
         self,
         request: AvatarRequest,
         *,
-        before_retry: Callable[[], Awaitable[None]] | None = None,
+        before_attempt: Callable[[int], Awaitable[None]] | None = None,
     ) -> AvatarResult:
         """Send the request, retrying what the policy allows; raise an :class:`APIError`.
 
-        ``before_retry`` is awaited before every retry, after the back-off: a caller
-        that shares a request budget (the bot's queue) takes a slot of it there.
+        ``before_attempt(n)`` is awaited right before attempt ``n`` (0 first) is sent,
+        after the body is built and any back-off: a caller that shares a request
+        budget counted at send time (the bot's queue) takes its slot there.
         """
         body = await _encode_body(request)
         attempt = 0
         while True:
             try:
+                if before_attempt is not None:
+                    await before_attempt(attempt)
                 return await self._attempt(body, request.output_variable_name)
             except APIError as error:
                 if not self._retry.should_retry(error, attempt):
@@ -154,8 +157,6 @@ class AvatarClient:
                     delay,
                 )
                 await asyncio.sleep(delay)
-                if before_retry is not None:
-                    await before_retry()
 
     async def _attempt(self, body: bytes, output_variable_name: str) -> AvatarResult:
         """One request, bounded as a whole by the timeout (connect, send, answer)."""

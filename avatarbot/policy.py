@@ -20,6 +20,7 @@ from .store.base import (
     Block,
     EnqueueResult,
     GuildSettings,
+    InteractionRef,
     Limits,
     RefusalReason,
     SourceType,
@@ -48,6 +49,8 @@ class Requester:
     channel_id: int
     role_ids: frozenset[int] = frozenset()
     parent_channel_id: int | None = None
+    interaction: InteractionRef | None = None
+    """The interaction the request came in (its token sealed), for the job to answer in."""
     locale: str | None = None
     """Discord's tag for the language of the requester's client."""
 

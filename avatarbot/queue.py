@@ -31,6 +31,7 @@ from .store.base import (
     SourceType,
     Store,
 )
+from .store.notify import Notice, StoreEvent
 from .timeutil import utc_now
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,8 @@ def estimate_start(
 ) -> datetime:
     """When the job at ``position`` should start if the budget is the only limit."""
     base = max(now, next_claim_at) if next_claim_at is not None else now
-    minutes_ahead = (position - 1) // budget.per_minute
-    return base + timedelta(minutes=minutes_ahead)
+    windows_ahead = (position - 1) // budget.per_minute
+    return base + budget.span * windows_ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Dispatcher:
         listener: JobListener,
         max_concurrency: int = 4,
         poll_interval: float = 1.0,
-        heartbeat_interval: float = 10.0,
+        heartbeat_interval: float = 3.0,
         clock: Callable[[], datetime] = utc_now,
         on_job_end: Callable[[JobState], object] = lambda _state: None,
         on_queue_length: Callable[[int], object] = lambda _length: None,
@@ -127,6 +128,8 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_heartbeat: datetime | None = None
+        self._outcomes_waiting = False
+        self._listening: asyncio.Task[None] | None = None
         self._last_positions: dict[int, int] | None = None
 
     # --- public API ---------------------------------------------------------------
@@ -168,6 +171,15 @@ class Dispatcher:
         for job in failed:
             await self.deliver(job)
 
+    def _on_notice(self, notice: Notice) -> None:
+        """Another process announced something: claim a queued job, or look after outcomes
+        and abandoned jobs now rather than at the next heartbeat."""
+        if notice.event is StoreEvent.FINISHED:
+            self._outcomes_waiting = True  # e.g. failed by another process: ours to tell?
+        elif notice.event is not StoreEvent.QUEUED:
+            self._last_heartbeat = None  # the next tick runs the whole upkeep round
+        self.wake()
+
     def wake(self) -> None:
         """Look at the queue now (call after an enqueue).
 
@@ -188,6 +200,11 @@ class Dispatcher:
         await self._store.heartbeat(self.worker_id, now)
         self._last_heartbeat = now
         await self._recover_and_deliver(now)
+        # In the background: a slow database connection must not hold up the queue,
+        # which polls anyway.
+        self._listening = asyncio.create_task(
+            self._store.listen(self._on_notice), name=f"listen:{self.worker_id}"
+        )
         self._task = asyncio.create_task(self._run(), name=f"dispatcher:{self.worker_id}")
         log.info("dispatcher %s started", self.worker_id)
 
@@ -215,6 +232,11 @@ class Dispatcher:
                 log.warning("left %d running job(s) for recovery at shutdown", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
         self._requests.clear()
+        if self._listening is not None:
+            with contextlib.suppress(Exception):
+                await self._listening  # returns once listening (the store stops it)
+        with contextlib.suppress(Exception):  # at worst the others wait for the timeout
+            await self._store.retire_worker(self.worker_id)
         log.info("dispatcher %s stopped", self.worker_id)
 
     # --- the loop -------------------------------------------------------------------
@@ -247,7 +269,7 @@ class Dispatcher:
             if job is None:
                 break
             self._spawn(job)
-        next_claim_at = await self._store.next_claim_at(self._budget, self._clock())
+        next_claim_at = await self._store.next_claim_at(self._budget)
         await self._report_positions(next_claim_at)
         if len(self._in_flight) >= self._max_concurrency or next_claim_at is None:
             return self._poll_interval
@@ -257,14 +279,14 @@ class Dispatcher:
 
     async def _upkeep(self) -> None:
         now = self._clock()
-        if (
-            self._last_heartbeat is not None
-            and now - self._last_heartbeat < self._heartbeat_interval
-        ):
+        due = self._last_heartbeat is None or now - self._last_heartbeat >= self._heartbeat_interval
+        if not due and not self._outcomes_waiting:
             return
-        await self._store.heartbeat(self.worker_id, now)
-        self._last_heartbeat = now
-        await self._recover_and_deliver(now)
+        if due:
+            await self._store.heartbeat(self.worker_id, now)
+            self._last_heartbeat = now
+            await self._recover_and_deliver(now)
+        self._outcomes_waiting = False
         for job in await self._store.undelivered_jobs(self.worker_id):
             if job.id not in self._in_flight:
                 await self.deliver(job)
@@ -280,8 +302,8 @@ class Dispatcher:
 
     async def _run_job(self, job: JobRecord) -> None:
         try:
-            if job.owner == self.worker_id:
-                await self._notify("job_started", self._listener.job_started(job))
+            # Whichever process received the interaction, the one running the job says so.
+            await self._notify("job_started", self._listener.job_started(job))
             outcome = await self._call(job)
             record = await _retrying_store_errors(
                 f"job {job.id}: recording its outcome", lambda: self._record(job, outcome)
@@ -321,7 +343,9 @@ class Dispatcher:
                     error_kind=FailureKind.INTERNAL,
                     error_message=PHOTOS_LOST_MESSAGE,
                 )
-            result = await self._client.create_avatar(request, before_retry=self._reserve_retry)
+            result = await self._client.create_avatar(
+                request, before_attempt=lambda attempt: self._await_send_permit(job, attempt)
+            )
         except RateLimitError as error:
             pause = error.retry_after if error.retry_after else DEFAULT_RATE_LIMIT_PAUSE
             return _failed(error, pause_seconds=pause)
@@ -337,13 +361,21 @@ class Dispatcher:
             )
         return _succeeded(result)
 
-    async def _reserve_retry(self) -> None:
-        """A retry is one more request to agent.ai: wait for a slot of the shared budget."""
+    async def _await_send_permit(self, job: JobRecord, attempt: int) -> None:
+        """Right before a request is sent: wait for its slot of the shared budget.
+
+        The first attempt moves the slot its claim held to now; a retry takes one more.
+        """
         while True:
-            until = await self._store.reserve_request(self.worker_id, self._budget, self._clock())
-            if until is None:
+            wait = await _retrying_store_errors(
+                f"job {job.id}: taking a budget slot",
+                lambda: self._store.acquire_send_permit(
+                    self.worker_id, job.id, self._budget, first=attempt == 0
+                ),
+            )
+            if wait is None:
                 return
-            await asyncio.sleep(max(0.05, (until - self._clock()).total_seconds()))
+            await asyncio.sleep(max(0.01, wait))
 
     def _request_for(self, job: JobRecord) -> AvatarRequest | None:
         """The request kept at enqueue; a generate job adopted from another process is
@@ -361,6 +393,12 @@ class Dispatcher:
         self._requests.pop(job.id, None)  # final: e.g. failed by server_left or recovery
         self._delivering.add(job.id)
         try:
+            # A look from an upkeep round may be older than a delivery that just ended.
+            current = await _retrying_store_errors(
+                f"job {job.id}: reading it before telling", lambda: self._store.get_job(job.id)
+            )
+            if current is None or current.notified:
+                return
             told = await self._notify("job_finished", self._listener.job_finished(job))
             if told:
                 await _retrying_store_errors(

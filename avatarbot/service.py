@@ -70,6 +70,8 @@ class Admission:
     consent_needed: bool = False
     preflight: PreflightReport | None = None
     """The photos would likely be rejected by HeyGen: nothing was sent or counted."""
+    duplicate: bool = False
+    """Another process already queued this interaction: this one must say nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,9 @@ class AvatarService:
                 requester.guild_id,
             )
             return Admission(job=result.job)
+        if result.duplicate:
+            log.debug("interaction of user %d already has a job", requester.user_id)
+            return Admission(duplicate=True)
         refusal = refusal_for_quota(result, limits, now)
         await self.store.record_refused(job, refusal.reason.value, now)
         return Admission(refusal=refusal)
@@ -226,5 +231,6 @@ class AvatarService:
             options=dict(options),
             owner=self._owner if request is not None else "",
             photo_sizes=tuple(p.size for p in request.photos) if request else (),
+            interaction=requester.interaction if request is not None else None,
             locale=requester.locale,
         )

@@ -329,7 +329,7 @@ async def running_bot(fake: FakeAgentAI, config: BotConfig) -> AsyncIterator[Sim
         db_path = Path(tmp) / "bench.db"
         extra: dict[str, Any] = {}
         if config.clock is not None:
-            extra["clock"] = config.clock
+            extra["clock"] = extra["budget_clock"] = config.clock
         if config.queue_poll_seconds is not None:
             extra["queue_poll_seconds"] = config.queue_poll_seconds
         bots = Bots()
@@ -340,7 +340,9 @@ async def running_bot(fake: FakeAgentAI, config: BotConfig) -> AsyncIterator[Sim
             api_retry=config.api_retry,
             **extra,
         )
-        env = simcord.Env(bot, settle_timeout=config.settle_timeout, check_errors=False)
+        env = simcord.Env(
+            bot, shard_count=1, settle_timeout=config.settle_timeout, check_errors=False
+        )
         await env.start()
         try:
             yield Sim(env, bot, fake, install_timed_log(env), db_path)

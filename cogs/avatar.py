@@ -25,7 +25,7 @@ from avatarbot.i18n import Translation
 from avatarbot.policy import Requester
 from avatarbot.service import Admission, PhotoFetcher, UploadDraft
 
-from .delivery import DeliveryCog, acknowledge, delivery_of, edit_reply
+from .delivery import DeliveryCog, acknowledge, acknowledge_if_ours, delivery_of, edit_reply
 from .errors import refuse, reply_to_error, timed_ack
 from .job_buttons import cancel_buttons
 from .language import member_language
@@ -138,8 +138,9 @@ class AvatarCog(
             style=_value(style),
             appearance=appearance,
         )
-        requester = requester_of(interaction)
-        await acknowledge(interaction)
+        requester = requester_of(interaction, self.bot.sealer, self.bot.clock())
+        if not await acknowledge_if_ours(interaction):
+            return
         await self._answer(interaction, await self.bot.service.generate(requester, request))
 
     @app_commands.command(description=locale_str("Create an avatar from 1 to 4 photos of yourself"))
@@ -165,8 +166,9 @@ class AvatarCog(
             await refuse(interaction, problem)
             return
         draft = UploadDraft.create(name, len(attachments), photo_fetcher(attachments))
-        requester = requester_of(interaction)
-        await acknowledge(interaction)
+        requester = requester_of(interaction, self.bot.sealer, self.bot.clock())
+        if not await acknowledge_if_ours(interaction):
+            return
         await self._upload(interaction, requester, draft, consent_given=False)
 
     @app_commands.command(description=locale_str("Your recent avatar jobs and their group ids"))
@@ -249,6 +251,8 @@ class AvatarCog(
             await edit_reply(interaction, content=f"⚠️ {t.render(admission.refusal.text)}")
         elif admission.preflight is not None:
             await edit_reply(interaction, content=preflight_refusal(admission.preflight, t))
+        elif admission.duplicate:
+            return  # another process answers this interaction
         else:
             assert admission.job is not None
             await self.delivery.track(interaction, admission.job)

@@ -24,10 +24,11 @@ from avatar_api.text import N_
 from avatarbot.i18n import Translation, for_locale
 from avatarbot.store.base import JobRecord, JobState, SourceType
 
-from .errors import timed_ack
+from .errors import acknowledged, timed_ack
 from .job_buttons import cancel_buttons, result_buttons, with_view
 from .language import member_language, server_language
 from .limits import INVALID_FORM_BODY, fit_content, fit_embed, fit_message, plain_text
+from .replies import InteractionReply, reply_for
 from .ui import NO_MENTIONS, log_embed, progress_text, result_embed, state_name
 
 if TYPE_CHECKING:
@@ -88,6 +89,12 @@ class DeliveryCog(commands.Cog):
         if interaction is not None:
             content = progress_text(job.id, None, None, member_language(interaction))
             await show_progress(interaction, content)
+            return
+        reply = self._reply_elsewhere(job)  # another process received the interaction
+        if reply is not None:
+            content = progress_text(job.id, None, None, for_locale(job.locale))
+            with contextlib.suppress(discord.HTTPException):
+                await reply.edit(content=fit_content(content), embed=None, view=None)
 
     async def positions_changed(self, positions: Mapping[int, QueuePlace]) -> None:
         """Edit the places that moved (at most every 15 s each), without holding up the queue."""
@@ -115,9 +122,12 @@ class DeliveryCog(commands.Cog):
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         self._waiting.pop(job.id, None)
+        reply = None if interaction is not None else self._reply_elsewhere(job)
         told = (
-            interaction is not None and await self._reply_in_interaction(interaction, job)
-        ) or await self._tell_elsewhere(job)
+            (interaction is not None and await self._reply_in_interaction(interaction, job))
+            or (reply is not None and await self._reply_by_token(reply, job))
+            or await self._tell_elsewhere(job)
+        )
         if told:
             self._logged.discard(job.id)
         return told
@@ -161,6 +171,32 @@ class DeliveryCog(commands.Cog):
             else:
                 embed = fit_embed(result_embed(job, member))
                 await interaction.edit_original_response(content=None, embed=embed, view=None)
+            return True
+        except discord.HTTPException as error:
+            log.warning("could not reply to job %d in its interaction: %s", job.id, error)
+            return False
+
+    def _reply_elsewhere(self, job: JobRecord) -> InteractionReply | None:
+        """The member's interaction through the job's sealed token, while it is open:
+        how the process that runs (or adopted) a job answers in an interaction another
+        process received."""
+        return reply_for(self.bot, job, self.bot.sealer, self.bot.clock)
+
+    async def _reply_by_token(self, reply: InteractionReply, job: JobRecord) -> bool:
+        """As :meth:`_reply_in_interaction`, with only the interaction's token at hand."""
+        member = for_locale(job.locale)
+        try:
+            if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
+                server = await self._server_language(job.guild_id)
+                await reply.follow_up(
+                    server.gettext("{member}'s new avatar:", member=f"<@{job.user_id}>"),
+                    embed=fit_embed(result_embed(job, server)),
+                    **with_view(result_buttons(job, server)),
+                )
+                await reply.edit(content=member.render(DONE_TEXT), embed=None, view=None)
+            else:
+                embed = fit_embed(result_embed(job, member))
+                await reply.edit(content=None, embed=embed, view=None)
             return True
         except discord.HTTPException as error:
             log.warning("could not reply to job %d in its interaction: %s", job.id, error)
@@ -303,6 +339,12 @@ async def acknowledge(interaction: discord.Interaction) -> None:
     caller does next waits for the other acknowledgements in flight (:class:`AckGate`).
     """
     await _acknowledged(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+
+
+async def acknowledge_if_ours(interaction: discord.Interaction) -> bool:
+    """:func:`acknowledge`, False when another process answered the interaction first
+    (or it expired): the caller stops there, having written nothing."""
+    return await acknowledged(interaction, acknowledge(interaction))
 
 
 async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> None:

@@ -23,6 +23,7 @@ from .ui import NO_MENTIONS, safe
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 UNKNOWN_INTERACTION = 10062  # Discord's code for an acknowledgement that came too late
+ALREADY_ACKNOWLEDGED = 40060  # another process (a session of the same shard) answered first
 
 
 class AvatarError(app_commands.AppCommandError):
@@ -37,16 +38,24 @@ class AvatarError(app_commands.AppCommandError):
 async def timed_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
     """Await an interaction's first response, timing it for the bot's metrics."""
     metrics = getattr(interaction.client, "metrics", None)
-    try:
-        result = await ack
-    except discord.NotFound as error:
-        if metrics is not None and error.code == UNKNOWN_INTERACTION:
-            metrics.interaction_unknown()
-        raise
+    result = await ack  # a lost interaction raises; reply_to_error drops it (see is_lost)
     if metrics is not None:
         waited = discord.utils.utcnow() - interaction.created_at
         metrics.interaction_acked(waited.total_seconds())
     return result
+
+
+async def acknowledged(interaction: discord.Interaction, ack: Awaitable[object]) -> bool:
+    """Await the acknowledgement; False (after one log line) when the interaction is not
+    ours. A command that gets False stops there: no reply, no database write, no job.
+    """
+    try:
+        await ack
+    except discord.HTTPException as error:
+        if is_lost(interaction, error):
+            return False
+        raise
+    return True
 
 
 async def refuse(interaction: discord.Interaction, message: LazyText | str) -> None:
@@ -57,8 +66,13 @@ async def refuse(interaction: discord.Interaction, message: LazyText | str) -> N
 async def reply_to_error(
     interaction: discord.Interaction, error: app_commands.AppCommandError
 ) -> None:
-    """Every error becomes one ephemeral message; unexpected ones get an id to quote."""
+    """Every error becomes one ephemeral message; unexpected ones get an id to quote.
+
+    An interaction this process lost (see :func:`is_lost`) gets no message at all.
+    """
     original = getattr(error, "original", error)
+    if is_lost(interaction, original):
+        return
     t = member_language(interaction)
     if isinstance(original, AvatarError):
         message = f"⚠️ {t.render(original.text)}"
@@ -79,8 +93,34 @@ async def reply_to_error(
     await send_ephemeral(interaction, message)
 
 
+def is_lost(interaction: discord.Interaction, error: BaseException) -> bool:
+    """True, after one log line, when the interaction is not this process's to answer.
+
+    40060: another process of the bot answered it first (two sessions of one shard, as
+    during a rolling restart). Discord takes one answer only, so this process lost and
+    drops it: a DEBUG line, no reply. 10062: nobody answered within Discord's 3 s; a
+    WARNING and a counted metric, never a trace, and no reply (there is nothing to
+    reply to).
+    """
+    if not isinstance(error, discord.HTTPException):
+        return False
+    if error.code == ALREADY_ACKNOWLEDGED:
+        log.debug("interaction %d was answered by another process", interaction.id)
+        return True
+    if error.code == UNKNOWN_INTERACTION:
+        log.warning("interaction %d expired before it was acknowledged (3 s)", interaction.id)
+        metrics = getattr(interaction.client, "metrics", None)
+        if metrics is not None:
+            metrics.interaction_unknown()
+        return True
+    return False
+
+
 async def report_unexpected(interaction: discord.Interaction, error: BaseException) -> None:
-    """Log the trace under a short id and give the member only that id."""
+    """Log the trace under a short id and give the member only that id (unless the
+    interaction is not ours to answer: :func:`is_lost`)."""
+    if is_lost(interaction, error):
+        return
     error_id = uuid.uuid4().hex[:8]
     log.error("interaction failed (error id %s)", error_id, exc_info=error)
     await send_ephemeral(

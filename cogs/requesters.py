@@ -5,13 +5,24 @@ A plain module (not an extension), shared by the command cog and the buttons.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import discord
 from discord import app_commands
 
 from avatarbot.policy import Requester
+from avatarbot.sealing import TokenSealer
+
+from .replies import interaction_ref
 
 
-def requester_of(interaction: discord.Interaction) -> Requester:
+def requester_of(
+    interaction: discord.Interaction,
+    sealer: TokenSealer | None = None,
+    received_at: datetime | None = None,
+) -> Requester:
+    """The policy's view of the interaction; with ``sealer``, the interaction itself too
+    (its token sealed), so that whichever process runs the job answers in it."""
     if interaction.guild_id is None or interaction.channel_id is None:
         raise app_commands.NoPrivateMessage()
     user = interaction.user
@@ -25,4 +36,7 @@ def requester_of(interaction: discord.Interaction) -> Requester:
         role_ids=roles,
         parent_channel_id=parent,
         locale=interaction.locale.value,
+        interaction=None
+        if sealer is None
+        else interaction_ref(interaction, sealer, received_at or interaction.created_at),
     )

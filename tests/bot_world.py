@@ -72,6 +72,7 @@ class Bots:
             worker_id=worker_id,
             queue_poll_seconds=QUEUE_POLL_SECONDS,
             clock=discord.utils.utcnow,
+            budget_clock=discord.utils.utcnow,
         )
 
     async def close(self, bot: AvatarBot) -> None:

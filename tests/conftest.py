@@ -100,7 +100,7 @@ async def simcord_env(
 ) -> AsyncIterator[simcord.Env]:
     """SimCord's own fixture, plus closing what the bot owns (SimCord never calls close())."""
     marker = request.node.get_closest_marker("simcord")
-    env = simcord.Env(simcord_bot, **(marker.kwargs if marker else {}))
+    env = simcord.Env(simcord_bot, **({"shard_count": 1} | (marker.kwargs if marker else {})))
     await env.start()
     try:
         yield env

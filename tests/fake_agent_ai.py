@@ -71,18 +71,29 @@ class FakeAgentAI:
         *,
         token: str = TOKEN,
         per_minute: int | None = None,
+        window: float = 60.0,
+        report_remaining: bool = True,
         keep_photos: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``per_minute`` enforces the published limit on ``clock`` (seconds; a test may
-        pass a virtual one). ``keep_photos=False`` records upload bodies without their
-        megabytes of photo data, so long runs measure the bot's memory, not the fake's."""
+        pass a virtual one) exactly: a request is refused when ``per_minute`` accepted
+        requests arrived in the ``window`` seconds up to and including its arrival
+        (tests shorten the window); ``report_remaining=False`` leaves out the
+        ``ratelimit-remaining`` header, so only the bot's own budget keeps it within
+        the limit. ``keep_photos=False`` records upload bodies without
+        their megabytes of photo data, so long runs measure the bot's memory, not the
+        fake's."""
         self.token = token
         self.clock = clock
+        self.window = window
+        self.report_remaining = report_remaining
         self.keep_photos = keep_photos
         self.per_minute = per_minute
         self.delay = 0.0
         self.requests: list[RecordedRequest] = []
+        self.arrivals: list[float] = []  # on ``clock``, every request, refused ones included
+        self.answered_at: dict[str, float] = {}  # request name -> perf_counter() of the answer
         self.violations: list[str] = []
         self.rate_limited = 0
         self.in_flight = 0
@@ -136,7 +147,9 @@ class FakeAgentAI:
         if self._over_rate_limit():
             self.rate_limited += 1
             return web.json_response(
-                {"error": "Too Many Requests"}, status=429, headers={"Retry-After": "60"}
+                {"error": "Too Many Requests"},
+                status=429,
+                headers={"Retry-After": str(max(1, round(self.window)))},
             )
         try:
             body = await request.json()
@@ -151,13 +164,15 @@ class FakeAgentAI:
         self.received.set()
         reply = self._script.popleft() if self._script else None
         await asyncio.sleep(reply.delay if reply and reply.delay else self.delay)
+        self.answered_at[str(body.get("name"))] = time.perf_counter()
         return await self._render(request, reply or self._success(body))
 
     def _over_rate_limit(self) -> bool:
+        now = self.clock()
+        self.arrivals.append(now)
         if self.per_minute is None:
             return False
-        now = self.clock()
-        while self._window and now - self._window[0] >= 60:
+        while self._window and now - self._window[0] > self.window:
             self._window.popleft()
         if len(self._window) >= self.per_minute:
             return True
@@ -172,10 +187,12 @@ class FakeAgentAI:
         self._served += 1
         variable = body.get("output_variable_name", "avatar_result")
         result = {"group_id": f"grp_{self._served:06d}", "status": "pending"}
-        remaining = "" if self.per_minute is None else str(self.per_minute - len(self._window))
         headers = {"ratelimit-limit": str(self.per_minute or 20), "ratelimit-reset": "60"}
-        if remaining:
-            headers["ratelimit-remaining"] = remaining
+        if self.per_minute is not None and self.report_remaining:
+            headers["ratelimit-remaining"] = str(self.per_minute - len(self._window))
+            # Seconds until the oldest counted request leaves the window, as the service says.
+            left = self.window - (self.clock() - self._window[0]) if self._window else 0.0
+            headers["ratelimit-reset"] = f"{max(0.0, left):.3f}"
         return Reply(body={"status": 200, "response": {variable: result}}, headers=headers)
 
     async def _render(self, request: web.Request, reply: Reply) -> web.StreamResponse:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,10 +46,14 @@ class StoreFactory:
     backend: str
     url: str
     schema: str | None = None
+    clock: Callable[[], datetime] | None = None
     opened: list[SqlStore] = field(default_factory=list)
 
-    async def open(self) -> SqlStore:
-        store = await open_store(self.url, schema=self.schema)
+    async def open(self, *, database_clock: bool = False) -> SqlStore:
+        """A store whose budget runs on the test's clock, or with ``database_clock`` on the
+        database's own (PostgreSQL's clock_timestamp(), SQLite's process clock)."""
+        clock = None if database_clock else self.clock
+        store = await open_store(self.url, schema=self.schema, budget_clock=clock)
         self.opened.append(store)
         return store
 
@@ -100,8 +104,10 @@ async def drop_worker_database(base_url: str, worker_url: str) -> None:
 async def store_factory(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[StoreFactory]:
+    # The budget runs on the test's clock when it has one.
+    clock = request.getfixturevalue("clock") if "clock" in request.fixturenames else None
     if request.param == "sqlite":
-        factory = StoreFactory("sqlite", f"sqlite:///{tmp_path / 'avatarbot.db'}")
+        factory = StoreFactory("sqlite", f"sqlite:///{tmp_path / 'avatarbot.db'}", clock=clock)
         try:
             yield factory
         finally:
@@ -112,7 +118,7 @@ async def store_factory(
         pytest.skip(POSTGRES_SKIP_REASON)
     schema = f"test_{uuid.uuid4().hex[:12]}"
     await _pg_execute(url, f'CREATE SCHEMA "{schema}"')
-    factory = StoreFactory("postgresql", url, schema)
+    factory = StoreFactory("postgresql", url, schema, clock=clock)
     try:
         yield factory
     finally:

@@ -13,6 +13,7 @@ import discord
 import pytest
 import simcord
 
+from avatarbot.store import open_store
 from avatarbot.store.base import Budget, JobState
 from cogs.job_buttons import (
     BUTTON_TEMPLATE,
@@ -312,7 +313,12 @@ async def test_cancel_on_the_history_line(world: World) -> None:
 async def test_cancel_of_a_job_a_worker_has_claimed_says_so(world: World) -> None:
     waiting = await queued(world)
     later = world.bot.clock() + timedelta(minutes=6)
-    claimed = await world.bot.store.claim_next_job("another-process", Budget(), later)
+    # Another process, whose clock is already past the pause, claims it.
+    other = await open_store(world.bot.settings.database_url, budget_clock=lambda: later)
+    try:
+        claimed = await other.claim_next_job("another-process", Budget(), later)
+    finally:
+        await other.close()
     assert claimed is not None
 
     pressed = await world.alice.click(waiting.response, label="Cancel")

@@ -8,6 +8,8 @@ from datetime import timedelta
 import discord
 import pytest
 
+from avatarbot.i18n import for_locale
+from cogs.delivery import DONE_TEXT
 from cogs.errors import AvatarError
 from tests.bot_world import World, face_photo, outcome, restart
 from tests.fake_agent_ai import Reply
@@ -225,10 +227,26 @@ async def test_an_outcome_told_after_a_restart_is_in_the_members_language(
 ) -> None:
     languages.speak(world.alice, "pt-BR")
     await world.bot.store.pause_dispatch(world.bot.clock() + timedelta(minutes=2))
-    await world.alice.slash(world.channel, "avatar generate", name="Kept")
+    asked = await world.alice.slash(world.channel, "avatar generate", name="Kept")
 
     await restart(world)
     await world.env.advance_time(180)
+
+    # Still within the interaction's 15 minutes: the restarted process answers in it,
+    # in the member's language (kept with the job), not by DM.
+    assert asked.response.content == for_locale("pt-BR").render(DONE_TEXT)
+    assert not [m for m in world.alice.user.dm_channel.history() if m.embeds]
+
+
+async def test_an_outcome_told_by_dm_after_the_interaction_is_in_the_members_language(
+    world: World, languages: Languages
+) -> None:
+    languages.speak(world.alice, "pt-BR")
+    await world.bot.store.pause_dispatch(world.bot.clock() + timedelta(minutes=20))
+    await world.alice.slash(world.channel, "avatar generate", name="Kept")
+
+    await restart(world)
+    await world.env.advance_time(20 * 60 + 30)
 
     (dm,) = [m for m in world.alice.user.dm_channel.history() if m.embeds]
     assert dm.content == "Aqui está o resultado do seu pedido de avatar:"

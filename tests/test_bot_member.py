@@ -95,7 +95,9 @@ async def test_restart_carries_on_queued_generate_jobs_and_fails_uploads(world: 
     await world.alice.slash(world.channel, "avatar generate", name="Kept")
     bob = world.member("bob")
     await store.record_consent(bob.id)
-    await bob.slash(world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG")))
+    upload_reply = await bob.slash(
+        world.channel, "avatar upload", photo1=("me.jpg", face_photo("JPEG"))
+    )
     assert world.fake.calls == 0
 
     await restart(world)
@@ -109,8 +111,11 @@ async def test_restart_carries_on_queued_generate_jobs_and_fails_uploads(world: 
     assert upload.error_kind == FailureKind.INTERRUPTED
     assert world.fake.calls == 1
     assert world.fake.requests[0].body["name"] == "Kept"
-    told = [m for m in bob.user.dm_channel.history() if "ended (failed)" in m.content or m.embeds]
-    assert told, "the upload's requester was told"
+    # Both interactions are still open: the restarted process answers in them.
+    told = outcome(upload_reply).embeds
+    assert told, "the upload's requester was told, in their own interaction"
+    assert "did not count against your quota" in str(told[0].to_dict())
+    assert not list(bob.user.dm_channel.history())
     alice_told = alice_dm_or_channel(world)
     assert any("grp_000001" in str(m.embeds[0].to_dict()) for m in alice_told if m.embeds)
 

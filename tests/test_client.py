@@ -294,8 +294,15 @@ async def test_a_refused_connection_sent_nothing_and_is_retried(
     client = AvatarClient(
         TOKEN, base_url=f"http://127.0.0.1:{proxy.port}/v1", session=http_session, retry=FAST_RETRY
     )
+
+    async def listen_again_before_the_retry(attempt: int) -> None:
+        if attempt > 0:
+            await proxy.start()
+
     try:
-        result = await client.create_avatar(AvatarRequest.generate(), before_retry=proxy.start)
+        result = await client.create_avatar(
+            AvatarRequest.generate(), before_attempt=listen_again_before_the_retry
+        )
     finally:
         await proxy.cut()
 

@@ -163,7 +163,10 @@ async def test_when_discord_refuses_everything_the_outcome_is_delivered_once_lat
     await world.env.advance_time(QUEUE_POLL_SECONDS + 1)
 
     assert (await only_job_of(world, world.alice)).notified
-    assert len(dms_of(world.alice)) == 1  # told exactly once
+    # Told exactly once: in the interaction, which is still open (no DM, nothing else).
+    assert dms_of(world.alice) == []
+    done = [r for r in world.env.http_requests if "Done" in str(r)]
+    assert len(done) == 1
     assert world.fake.calls == 1
 
 

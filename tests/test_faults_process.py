@@ -307,7 +307,10 @@ async def test_a_brief_database_outage_loses_nothing(
         job_ids = [await enqueue_generate(store, user_id) for user_id in range(1, OUTAGE_JOBS + 1)]
         await dispatcher.start()
         try:
-            await asyncio.sleep(0.2)  # the first calls are in flight
+            for _ in range(500):  # until the first calls are in flight
+                if fake_agent_ai.in_flight >= 2:
+                    break
+                await asyncio.sleep(0.01)
             await proxy.cut()
             await asyncio.sleep(OUTAGE_SECONDS)
             assert dispatcher.running

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import timedelta
 
+import aiohttp
 import pytest
 
 from avatar_api.client import AvatarClient
@@ -14,8 +15,10 @@ from avatarbot.failures import FailureKind
 from avatarbot.queue import Dispatcher, QueuePlace
 from avatarbot.store import SqlStore
 from avatarbot.store.base import Budget, JobRecord, JobState, Limits, NewJob, SourceType
-from tests.fake_agent_ai import FakeAgentAI, Reply
-from tests.store_fixtures import Clock, clock, store, store_factory
+from avatarbot.timeutil import utc_now
+from tests.conftest import FAST_RETRY
+from tests.fake_agent_ai import TOKEN, FakeAgentAI, Reply
+from tests.store_fixtures import Clock, StoreFactory, clock, store, store_factory
 
 __all__ = ["clock", "store", "store_factory"]  # fixtures, imported for pytest
 
@@ -24,6 +27,9 @@ NO_LIMITS = Limits(
     user_daily_quota=0, guild_daily_quota=0, cooldown_seconds=0, max_active_per_user=0
 )
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+# On loopback a request arrives within milliseconds of its budget slot; 50 ms covers
+# the spread between a first request that opens a connection and one that reuses it.
+MARGIN = timedelta(milliseconds=50)
 
 
 class RecordingListener:
@@ -156,6 +162,11 @@ async def test_jobs_run_and_finish(
     await eventually(lambda: _all_notified(store, [generate.id, upload.id]))
 
 
+async def _all_final(store: SqlStore, ids: list[int]) -> bool:
+    records = [await store.get_job(i) for i in ids]
+    return all(r is not None and r.state is JobState.SUCCEEDED for r in records)
+
+
 async def _all_notified(store: SqlStore, ids: list[int]) -> bool:
     records = [await store.get_job(i) for i in ids]
     return all(r is not None and r.notified for r in records)
@@ -200,7 +211,7 @@ async def test_rate_limit_pauses_dispatch(
     still = await store.get_job(second.id)
     assert still is not None
     assert still.state is JobState.QUEUED
-    assert await store.next_claim_at(Budget(), clock.now) == paused_at + timedelta(seconds=30)
+    assert await store.next_claim_at(Budget()) == paused_at + timedelta(seconds=30)
     clock.advance(30)
     await eventually(lambda: len(listener.finished) == 2)
     assert listener.outcome(second.id).state is JobState.SUCCEEDED
@@ -280,7 +291,8 @@ async def test_positions_are_reported(
 ) -> None:
     jobs = [await enqueue(store, clock, job(u)) for u in (1, 2, 3)]
     start = clock.now
-    await make_dispatcher(budget=Budget(per_minute=1, per_day=100)).start()
+    budget = Budget(per_minute=1, per_day=100, margin=timedelta(0))
+    await make_dispatcher(budget=budget).start()
     await eventually(lambda: len(listener.finished) == 1)
     await eventually(lambda: any(len(p) == 2 for p in listener.positions))
     places = next(p for p in listener.positions if len(p) == 2)
@@ -386,3 +398,66 @@ async def test_a_graceful_stop_lets_the_call_under_way_finish_and_tells_its_requ
     assert (await store.get_job(waiting.id)).state is JobState.QUEUED, "left for the next start"
     assert fake_agent_ai.calls == 1
     await eventually(lambda: _all_notified(store, [in_flight.id]))
+
+
+JOBS = 10
+
+
+class SlowDiscordListener(RecordingListener):
+    """Telling the first window's members "creating…" is slow, as a Discord edit may be."""
+
+    async def job_started(self, job: JobRecord) -> None:
+        await asyncio.sleep(0.5 if job.id <= 4 else 0.0)
+        await super().job_started(job)
+
+
+@pytest.mark.parametrize(
+    ("processes", "headers"),
+    [(1, False), (3, True)],
+    ids=["one-process-budget-only", "three-processes-with-ratelimit-headers"],
+)
+async def test_no_429_at_the_window_boundary_when_counted_at_send_time(
+    store_factory: StoreFactory,
+    http_session: aiohttp.ClientSession,
+    processes: int,
+    headers: bool,
+) -> None:
+    """A fake that refuses a 5th request in any 1 s window, exactly as agent.ai does with
+    20 in 60 s; a Discord edit between each claim and its send. Counted at claim time,
+    a request could go out less than a window after the one 4 slots before it."""
+    fake = FakeAgentAI(per_minute=4, window=1.0, report_remaining=headers)
+    await fake.start()
+    budget = Budget(per_minute=4, per_day=1000, window=timedelta(seconds=1), margin=MARGIN)
+    stores = [await store_factory.open(database_clock=True) for _ in range(processes)]
+    listener = SlowDiscordListener()
+    ids = [(await enqueue(stores[0], Clock(utc_now()), job(user))).id for user in range(JOBS)]
+    client = AvatarClient(
+        TOKEN, base_url=fake.base_url, session=http_session, timeout=5, retry=FAST_RETRY
+    )
+    dispatchers = [
+        Dispatcher(
+            store,
+            client,
+            worker_id=f"p{i}",
+            listener=listener,
+            budget=budget,
+            poll_interval=0.02,
+            max_concurrency=4,
+        )
+        for i, store in enumerate(stores)
+    ]
+    try:
+        for dispatcher in dispatchers:
+            await dispatcher.start()
+        await eventually(lambda: _all_final(stores[0], ids), within=12)
+    finally:
+        for dispatcher in dispatchers:
+            await dispatcher.stop(timeout=1)
+        await fake.stop()
+    assert fake.rate_limited == 0
+    assert fake.calls == JOBS
+    arrivals = fake.arrivals
+    busiest = max(sum(a <= t <= a + 1.0 for t in arrivals) for a in arrivals)
+    assert busiest <= 4
+    if not headers:
+        assert busiest == 4, "the budget alone was used to its limit, never past it"

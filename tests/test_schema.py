@@ -35,6 +35,7 @@ from sqlalchemy.types import NUMERIC
 
 from avatarbot.failures import FailureKind
 from avatarbot.store import SqlStore
+from avatarbot.store.base import Budget, JobState, Limits, NewJob, SourceType
 from avatarbot.store.dialect import create_engine
 from avatarbot.store.migrations import (
     LATEST_VERSION,
@@ -51,7 +52,7 @@ from avatarbot.store.schema import (
     metadata,
     schema_version,
 )
-from avatarbot.store.url import parse_database_url
+from avatarbot.store.url import Backend, parse_database_url
 from tests.schema_v1 import create_v1_database
 from tests.store_fixtures import StoreFactory, store_factory
 
@@ -226,7 +227,9 @@ async def _rows(
 ) -> dict[str, list[dict[str, Any]]]:
     """Each table's rows, as stored; with ``columns_of``, only the tables and columns
     it has (later versions may add some)."""
-    names = list(columns_of) if columns_of else [t.name for t in metadata.sorted_tables]
+    present = set(await conn.run_sync(lambda sync: inspect(sync).get_table_names()))
+    tables = [t.name for t in metadata.sorted_tables if t.name in present]  # later ones: new
+    names = list(columns_of) if columns_of else tables
     rows: dict[str, list[dict[str, Any]]] = {}
     for name in names:
         if name == "schema_version":
@@ -257,3 +260,39 @@ def _legacy_job(error_kind: str) -> dict[str, Any]:
         "notified": True,
         "forgotten": False,
     }
+
+
+def _a_later_release(backend: Backend) -> list[str]:
+    """What the next release may do: add a column, an index, a table (never drop)."""
+    return [
+        "ALTER TABLE jobs ADD COLUMN later_column TEXT",
+        "CREATE INDEX ix_jobs_later ON jobs (later_column)",
+        "CREATE TABLE later_table (id INTEGER PRIMARY KEY)",
+    ]
+
+
+async def test_this_release_keeps_working_on_a_schema_a_later_one_migrated(
+    store_factory: StoreFactory,
+) -> None:
+    """A rolling restart: the new process migrated first; an old one still serves."""
+    later = (*MIGRATIONS, Migration(LATEST_VERSION + 1, "a later release", _a_later_release))
+    target = parse_database_url(store_factory.url)
+    newer = SqlStore(create_engine(target, schema=store_factory.schema), target.backend)
+    try:
+        for known in (MIGRATIONS, later):  # created from the tables, then the later step
+            async with newer.engine.begin() as conn:
+                await migrate_step(conn, target.backend, NOW, known)
+    finally:
+        await newer.close()
+
+    store = await store_factory.open()  # this release: nothing left to apply
+
+    assert await store.schema_version() == LATEST_VERSION + 1
+    job = NewJob(1, 2, 3, SourceType.GENERATE, {"name": "x"}, "w-this")
+    queued = (await store.enqueue_job(job, Limits(), NOW)).job
+    assert queued is not None
+    claimed = await store.claim_next_job("w-this", Budget(), NOW)
+    assert claimed is not None
+    assert await store.acquire_send_permit("w-this", claimed.id, Budget(), first=True) is None
+    done = await store.finish_job(claimed.id, JobState.SUCCEEDED, NOW, group_id="g")
+    assert done.group_id == "g"

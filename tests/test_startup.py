@@ -49,6 +49,7 @@ VALID = {"DISCORD_TOKEN": DISCORD_TOKEN, "AGENT_AI_TOKEN": TOKEN}
         ({**VALID, "DATABASE_URL": "mysql://x"}, "DATABASE_URL", "postgresql://"),
         ({**VALID, "DISCORD_DEV_GUILD_ID": "abc"}, "DISCORD_DEV_GUILD_ID", "server id"),
         ({**VALID, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL", "DEBUG, INFO"),
+        ({**VALID, "SHARD_COUNT": "2", "SHARD_IDS": "0"}, "SHARD_IDS", "not SQLite"),
         ({**VALID, "AGENT_AI_TIMEOUT": "soon"}, "AGENT_AI_TIMEOUT", "positive number of seconds"),
     ],
 )
@@ -127,7 +128,7 @@ async def test_the_real_start_path_logs_in_syncs_and_serves(
         }
     )
     bot = await bots.open(settings, queue_poll_seconds=QUEUE_POLL_SECONDS)
-    env = simcord.Env(bot)
+    env = simcord.Env(bot, shard_count=1)
     await env.start()
     try:
         with env.time_context():
@@ -147,7 +148,7 @@ async def test_dev_guild_sync_puts_the_commands_in_that_server(
     fake_agent_ai: FakeAgentAI, tmp_path: Path, bots: Bots
 ) -> None:
     bot = await bots.open(_settings(fake_agent_ai, tmp_path), queue_poll_seconds=QUEUE_POLL_SECONDS)
-    env = simcord.Env(bot)
+    env = simcord.Env(bot, shard_count=1)
     guild = env.create_guild(name="Dev")
     bot.settings = dataclasses.replace(bot.settings, dev_guild_id=guild.id)
     await env.start()

@@ -27,7 +27,7 @@ from avatarbot.store.base import (
     SourceType,
 )
 from avatarbot.store.migrations import LATEST_VERSION
-from avatarbot.store.schema import schema_version
+from avatarbot.store.schema import claims, schema_version
 from avatarbot.store.url import Backend, parse_database_url
 from tests.store_fixtures import Clock, StoreFactory, clock, store, store_factory
 
@@ -518,7 +518,7 @@ async def test_budget_per_minute_is_a_sliding_window(store: SqlStore, clock: Clo
 
 async def test_next_claim_at_follows_the_budget(store: SqlStore, clock: Clock) -> None:
     budget = Budget(per_minute=2, per_day=3)
-    assert await store.next_claim_at(budget, clock.now) is None  # nothing queued
+    assert await store.next_claim_at(budget) is None  # nothing queued
     for user in range(5):
         await enqueue(store, clock, new_job(user_id=user), step=0)
     start = clock.now
@@ -526,14 +526,15 @@ async def test_next_claim_at_follows_the_budget(store: SqlStore, clock: Clock) -
     clock.advance(10)
     assert await store.claim_next_job("w1", budget, clock.now)
     assert await store.claim_next_job("w1", budget, clock.now) is None
-    assert await store.next_claim_at(budget, clock.now) == start + timedelta(seconds=60)
-    clock.now = start + timedelta(seconds=60)
-    assert await store.next_claim_at(budget, clock.now) is None
+    span = budget.window + budget.margin  # agent.ai's window and the bot's margin
+    assert await store.next_claim_at(budget) == start + span
+    clock.now = start + span
+    assert await store.next_claim_at(budget) is None
     assert await store.claim_next_job("w1", budget, clock.now)
     clock.advance(120)
     # Three claims today: the day's budget is spent until midnight UTC.
     assert await store.claim_next_job("w1", budget, clock.now) is None
-    assert await store.next_claim_at(budget, clock.now) == datetime(2024, 5, 2, tzinfo=UTC)
+    assert await store.next_claim_at(budget) == datetime(2024, 5, 2, tzinfo=UTC)
 
 
 async def test_pause_dispatch(store: SqlStore, clock: Clock) -> None:
@@ -542,7 +543,7 @@ async def test_pause_dispatch(store: SqlStore, clock: Clock) -> None:
     await store.pause_dispatch(until)
     await store.pause_dispatch(clock.now + timedelta(seconds=5))  # an earlier end never shortens
     assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is None
-    assert await store.next_claim_at(BIG_BUDGET, clock.now) == until
+    assert await store.next_claim_at(BIG_BUDGET) == until
     clock.now = until
     assert await store.claim_next_job("w1", BIG_BUDGET, clock.now) is not None
 
@@ -732,11 +733,14 @@ async def test_recover(store: SqlStore, clock: Clock) -> None:
     recovered = await store.recover("me", clock.now)
 
     by_id = {j.id: j for j in recovered}
-    assert set(by_id) == {running.id, upload.id, done.id}
+    # The job another worker ran became its own to tell: it is not the dead one's any more.
+    assert set(by_id) == {running.id, upload.id}
     assert by_id[running.id].state is JobState.FAILED
     assert by_id[running.id].error_kind == FailureKind.INTERRUPTED
     assert by_id[upload.id].state is JobState.FAILED
-    assert by_id[done.id].state is JobState.SUCCEEDED
+    ran_elsewhere = await store.get_job(done.id)
+    assert ran_elsewhere is not None
+    assert (ran_elsewhere.state, ran_elsewhere.owner) == (JobState.SUCCEEDED, "alive-other")
     assert all(j.owner == "me" and not j.notified for j in recovered)
     adopted = await store.get_job(generate.id)
     assert adopted is not None
@@ -877,19 +881,154 @@ async def test_a_retry_takes_a_slot_of_the_shared_budget(store: SqlStore, clock:
     budget = Budget(per_minute=2, per_day=100)
     await enqueue(store, clock, new_job(1))
     await enqueue(store, clock, new_job(2))
-    assert await store.claim_next_job("w1", budget, clock.now) is not None
+    claimed = await store.claim_next_job("w1", budget, clock.now)
+    assert claimed is not None
+    first = store.acquire_send_permit("w1", claimed.id, budget, first=True)
+    assert await first is None, "the first attempt uses the slot its claim holds"
 
-    assert await store.reserve_request("w1", budget, clock.now) is None  # the retry's slot
-    wait = await store.reserve_request("w1", budget, clock.now)
+    assert await store.acquire_send_permit("w1", claimed.id, budget, first=False) is None
+    wait = await store.acquire_send_permit("w1", claimed.id, budget, first=False)
     assert wait is not None
-    assert wait > clock.now
+    assert wait > 0
     assert await store.claim_next_job("w1", budget, clock.now) is None, "the window is full"
 
-    clock.advance((wait - clock.now).total_seconds() + 0.001)
+    clock.advance(wait + 0.001)
+    assert await store.claim_next_job("w1", budget, clock.now) is not None
+
+
+async def test_the_slot_moves_to_the_send_so_a_late_send_delays_the_next_window(
+    store: SqlStore, clock: Clock
+) -> None:
+    """Counted when sent, not when claimed: a send 30 s after its claim holds its slot
+    for a full window from the send."""
+    budget = Budget(per_minute=1, per_day=100, margin=timedelta(0))
+    for user in (1, 2):
+        await enqueue(store, clock, new_job(user))
+    claimed = await store.claim_next_job("w1", budget, clock.now)
+    assert claimed is not None
+    clock.advance(30)  # e.g. a slow Discord edit between the claim and the send
+    assert await store.acquire_send_permit("w1", claimed.id, budget, first=True) is None
+    clock.advance(31)  # 61 s after the claim, 31 s after the send
+    assert await store.claim_next_job("w1", budget, clock.now) is None
+    assert await store.next_claim_at(budget) == clock.now + timedelta(seconds=29)
+    clock.advance(29.001)
     assert await store.claim_next_job("w1", budget, clock.now) is not None
 
 
 async def test_a_retry_waits_out_a_pause(store: SqlStore, clock: Clock) -> None:
     until = clock.now + timedelta(seconds=30)
     await store.pause_dispatch(until)
-    assert await store.reserve_request("w1", Budget(), clock.now) == until
+    assert await store.acquire_send_permit("w1", 1, Budget(), first=False) == 30.0
+
+
+async def test_concurrent_senders_keep_the_window_on_the_database_clock(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    """Four "processes" claim and send as fast as they can for a few short windows; the
+    send times, on the database's clock, never put more than the limit in one window."""
+    budget = Budget(per_minute=4, per_day=1000, window=timedelta(seconds=0.5), margin=timedelta(0))
+    stores = [await store_factory.open(database_clock=True) for _ in range(4)]
+    for user in range(40):
+        await enqueue(stores[0], clock, new_job(user_id=user), step=0)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 1.6
+
+    async def send_all(store: SqlStore, worker: str) -> None:
+        while loop.time() < deadline:
+            job = await store.claim_next_job(worker, budget, clock.now)
+            if job is None:
+                await asyncio.sleep(0.005)
+                continue
+            await asyncio.sleep(0.02)  # a Discord edit between the claim and the send
+            await send_when_permitted(store, worker, job.id)
+
+    async def send_when_permitted(store: SqlStore, worker: str, job_id: int) -> None:
+        for _ in range(100):
+            wait = await store.acquire_send_permit(worker, job_id, budget, first=True)
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
+        raise AssertionError("no permit in 100 tries")
+
+    await asyncio.gather(*(send_all(s, f"w{i}") for i, s in enumerate(stores)))
+    async with stores[0]._transaction(write=False) as conn:
+        sent = sorted((await conn.execute(select(claims.c.claimed_at))).scalars())
+    assert len(sent) >= 8, "several windows were filled"
+    for start in sent:
+        assert sum(start <= t < start + budget.window for t in sent) <= budget.per_minute
+
+
+# --- start-up in a fleet ------------------------------------------------------------------
+async def test_one_process_syncs_each_version_of_the_command_tree(
+    store_factory: StoreFactory,
+) -> None:
+    stores = [await store_factory.open() for _ in range(4)]
+
+    async def sync(store: SqlStore, fingerprint: str) -> bool:
+        async with store.command_sync("global", fingerprint) as mine:
+            await asyncio.sleep(0.05)  # the HTTP call to Discord
+            return mine
+
+    assert sorted(await asyncio.gather(*(sync(s, "v1") for s in stores))) == [
+        False,
+        False,
+        False,
+        True,
+    ]
+    assert not await sync(stores[0], "v1"), "a restart of the same version does not sync"
+    assert await sync(stores[1], "v2"), "a new version syncs"
+    assert await sync(stores[1], "v1"), "so does going back"
+    assert await sync(stores[2], "v1") is False
+
+
+async def test_a_failed_sync_is_not_recorded(store: SqlStore) -> None:
+    async def failing_sync() -> None:
+        async with store.command_sync("global", "v1") as mine:
+            assert mine
+            raise RuntimeError("discord said 500")
+
+    with pytest.raises(RuntimeError, match="discord"):
+        await failing_sync()
+    async with store.command_sync("global", "v1") as mine:
+        assert mine, "tried again at the next start"
+
+
+async def test_an_interaction_makes_one_job_whatever_the_timing(
+    store_factory: StoreFactory, clock: Clock
+) -> None:
+    """Two processes that both received an interaction race to queue it: one job."""
+    from dataclasses import replace
+
+    from avatarbot.store.base import InteractionRef
+
+    stores = [await store_factory.open() for _ in range(3)]
+    ref = InteractionRef(777, 888, "sealed", clock.now + timedelta(minutes=14))
+    job = replace(new_job(user_id=9), interaction=ref)
+    results = await asyncio.gather(*(s.enqueue_job(job, NO_LIMITS, clock.now) for s in stores))
+    queued = [r.job for r in results if r.job is not None]
+    assert len(queued) == 1
+    assert sum(r.duplicate for r in results) == 2
+    assert queued[0].interaction == ref
+    await stores[0].mark_notified(queued[0].id)
+    told = await stores[0].get_job(queued[0].id)
+    assert told is not None
+    assert told.interaction is None, "the token is gone once the member was told"
+
+
+async def test_an_interaction_token_is_kept_only_for_its_window(
+    store: SqlStore, clock: Clock
+) -> None:
+    from dataclasses import replace
+
+    from avatarbot.store.base import InteractionRef
+
+    ref = InteractionRef(1, 2, "sealed", clock.now + timedelta(minutes=14))
+    queued = await enqueue(store, clock, replace(new_job(user_id=3), interaction=ref))
+    await store.recover("me", clock.now + timedelta(minutes=13))
+    kept = await store.get_job(queued.id)
+    assert kept is not None
+    assert kept.interaction == ref
+    await store.recover("me", clock.now + timedelta(minutes=15))
+    gone = await store.get_job(queued.id)
+    assert gone is not None
+    assert gone.interaction is None

@@ -81,7 +81,9 @@ async def enqueue(
 
 async def main(spec: Mapping[str, Any]) -> None:
     clock = running_clock(datetime.fromisoformat(spec["clock_start"]))
-    store = await open_store(spec["database_url"], schema=spec.get("schema"))
+    store = await open_store(
+        spec["database_url"], schema=spec.get("schema"), clock=clock, budget_clock=clock
+    )
     client = AvatarClient(
         spec["token"], base_url=spec["base_url"], timeout=300, retry=RetryPolicy(max_retries=0)
     )

@@ -12,6 +12,7 @@ from avatarbot.timeutil import utc_now
 
 from .base import Store
 from .dialect import create_engine, use_wal
+from .notify import channel_name
 from .sql import SqlStore
 from .url import Backend, StoreConfigError, parse_database_url
 
@@ -25,12 +26,17 @@ class StoreUnavailableError(Exception):
 
 
 async def open_store(
-    database_url: str, *, schema: str | None = None, clock: Callable[[], datetime] = utc_now
+    database_url: str,
+    *,
+    schema: str | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    budget_clock: Callable[[], datetime] | None = None,
 ) -> SqlStore:
     """Open the database named by ``DATABASE_URL`` and bring its schema up to date.
 
     ``schema`` (PostgreSQL only) selects the schema to work in; tests isolate
-    themselves with it. A malformed URL is a :class:`StoreConfigError`.
+    themselves with it. ``budget_clock`` replaces the database's clock for the
+    shared budget (tests on virtual time). A malformed URL is a :class:`StoreConfigError`.
     """
     target = parse_database_url(database_url)
     if target.sqlite_path is not None:
@@ -38,7 +44,15 @@ async def open_store(
     if schema is not None and target.backend is not Backend.POSTGRESQL:
         raise StoreConfigError("a schema can only be chosen for PostgreSQL")
     engine = create_engine(target, schema=schema)
-    store = SqlStore(engine, target.backend, in_memory=target.in_memory, clock=clock)
+    store = SqlStore(
+        engine,
+        target.backend,
+        in_memory=target.in_memory,
+        clock=clock,
+        budget_clock=budget_clock,
+        listen_url=target.url,
+        channel=channel_name(schema),
+    )
     try:
         await use_wal(engine, target)
         applied = await store.migrate()

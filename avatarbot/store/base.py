@@ -7,11 +7,15 @@ and PostgreSQL (several bot processes sharing one queue and one budget).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .notify import Notice
 
 from avatar_api.models import SourceType
 from avatar_api.preflight import Strictness
@@ -80,6 +84,20 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
+class InteractionRef:
+    """The member's own interaction: what any process needs to answer in it.
+
+    ``sealed_token`` is the interaction token sealed by :mod:`avatarbot.sealing`
+    (the database never holds it in the clear); it works until ``reply_until``.
+    """
+
+    interaction_id: int
+    application_id: int
+    sealed_token: str = field(repr=False)
+    reply_until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Screening:
     """What screening a request needs, read in one transaction: the server's settings,
     the member's block on it, and whether they gave their photo consent."""
@@ -100,6 +118,8 @@ class NewJob:
     options: Mapping[str, str]
     owner: str
     photo_sizes: tuple[int, ...] = ()
+    interaction: InteractionRef | None = None
+    """Queued jobs only: at most one job per interaction, whatever the timing."""
     locale: str | None = None
 
     @property
@@ -128,7 +148,11 @@ class JobRecord:
     refusal: str | None = None
     notified: bool = False
     claimed_by: str | None = None
-    """The worker that runs (ran) the job; ``owner`` is the one that tells the requester."""
+    """The worker that runs (ran) the job; ``owner`` is the one that tells the requester
+    (the runner, once the job is final)."""
+    interaction: InteractionRef | None = None
+    """While the member can still be answered in their interaction (its token is kept
+    until the job is delivered or the interaction's 15 minutes are over)."""
     forgotten: bool = False
     """Its member ran ``/avatar forget``: only kept, stripped, while it counts for today."""
     locale: str | None = None
@@ -187,18 +211,36 @@ class EnqueueResult:
     job: JobRecord | None = None
     refusal: RefusalReason | None = None
     retry_at: datetime | None = None
+    duplicate: bool = False
+    """The interaction already made a job (another process queued it): nothing was done."""
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """agent.ai's published limits for one token, shared by every worker."""
+    """agent.ai's published limits for one token, shared by every worker.
+
+    Requests are counted when they are *sent*: at most ``per_minute`` in any
+    sliding ``window`` and ``per_day`` in a UTC day. ``margin`` widens the window
+    the bot keeps to, since agent.ai counts a request when it *arrives*: a first
+    request that arrives late and a 21st that arrives fast must still be a window
+    apart. (Tests shorten the window; the names keep the published meaning.)
+    """
 
     per_minute: int = 20
     per_day: int = 1000
+    window: timedelta = timedelta(seconds=60)
+    margin: timedelta = timedelta(seconds=1)
 
     def __post_init__(self) -> None:
         if self.per_minute < 1 or self.per_day < 1:
             raise ValueError("a budget allows at least one request a minute and a day")
+        if self.window <= timedelta(0) or self.margin < timedelta(0):
+            raise ValueError("a budget's window must be positive and its margin not negative")
+
+    @property
+    def span(self) -> timedelta:
+        """How far apart the bot keeps request ``n`` and request ``n + per_minute``."""
+        return self.window + self.margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +305,8 @@ class Store(Protocol):
         refusal inserts nothing; call :meth:`record_refused` to keep it in history.
         Quotas count today's (UTC) queued, running and succeeded jobs; the user
         quota and the cooldown ignore jobs made before a :meth:`reset_user_quota`.
+        A job whose interaction already made one (another process queued it) is
+        not queued again: the result says ``duplicate``.
         """
         ...
 
@@ -271,21 +315,30 @@ class Store(Protocol):
     async def claim_next_job(self, worker: str, budget: Budget, now: datetime) -> JobRecord | None:
         """Mark the next job running, fairly across servers and members, if the budget allows.
 
-        Returns None when nothing is queued, the budget's minute or day is spent,
+        Returns None when nothing is queued, the budget's window or day is spent,
         or the store is paused (see :meth:`pause_dispatch`). Upload jobs are only
-        claimed by their owner (only its memory holds the photos).
+        claimed by their owner (only its memory holds the photos). The claim holds
+        a slot of the budget that :meth:`acquire_send_permit` moves to the moment
+        the request is sent. ``now`` stamps the job; the budget runs on the store's
+        clock (the database's, read inside the budget lock), so that every process
+        counts on one clock.
         """
         ...
 
-    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
-        """Take one request of the shared budget for a retry of a running job.
+    async def acquire_send_permit(
+        self, worker: str, job_id: int, budget: Budget, *, first: bool
+    ) -> float | None:
+        """Take the budget slot for one request of ``job_id``, right before it is sent.
 
-        Returns None when taken, or when to ask again (budget spent, or paused).
+        ``first``: the job's first attempt, which moves the slot its claim held to
+        now; a retry takes one more slot. Returns None when taken, else the seconds
+        to wait before asking again (budget spent, or paused).
         """
         ...
 
-    async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
-        """When the budget next allows a claim (None: now, or nothing queued)."""
+    async def next_claim_at(self, budget: Budget) -> datetime | None:
+        """When the budget next allows a claim, on the store's clock (None: now, or nothing
+        queued)."""
         ...
 
     async def pause_dispatch(self, until: datetime) -> None:
@@ -316,6 +369,21 @@ class Store(Protocol):
         self, guild_id: int, now: datetime, *, error_kind: FailureKind, error_message: str
     ) -> list[JobRecord]:
         """Fail a server's queued jobs (the bot left it); calls under way finish as usual."""
+        ...
+
+    async def listen(self, handler: Callable[[Notice], None]) -> None:
+        """Hand ``handler`` what other processes announce: queued jobs, outcomes to tell,
+        workers that left (PostgreSQL; with SQLite there are no other processes)."""
+        ...
+
+    def command_sync(self, scope: str, fingerprint: str) -> AbstractAsyncContextManager[bool]:
+        """True inside the block when this process should sync the command tree
+        ``fingerprint`` to ``scope`` (one process of the fleet at a time, once per
+        version); the fingerprint is recorded when the block ends without an error."""
+        ...
+
+    async def retire_worker(self, worker: str) -> None:
+        """``worker`` stopped cleanly: :meth:`recover` may adopt its jobs at once."""
         ...
 
     async def cancel_job(self, job_id: int, user_id: int, now: datetime) -> CancelResult:
@@ -349,7 +417,7 @@ class Store(Protocol):
     async def recover(self, owner: str, now: datetime) -> list[JobRecord]:
         """Take over the jobs of dead workers; safe to call at start and periodically.
 
-        A worker other than ``owner`` is dead when its heartbeat is older than 30 s
+        A worker other than ``owner`` is dead when its heartbeat is older than 10 s
         (or it never sent one and its job is older than that); worker ids must be
         unique per process run. Running jobs it claimed fail (interrupted); queued
         upload jobs it owned fail (their photos were only in its memory); its queued

@@ -24,6 +24,8 @@ IMMEDIATE = "avatarbot_immediate"
 # Namespaces for two-int advisory locks (arbitrary, but fixed forever).
 _LOCK_NAMESPACE_MIGRATIONS = 0x41565401
 _LOCK_NAMESPACE_GUILD = 0x41565402
+_LOCK_NAMESPACE_FLEET = 0x41565403
+_LOCK_COMMAND_SYNC = 1
 
 
 def create_engine(target: DatabaseTarget, *, schema: str | None = None) -> AsyncEngine:
@@ -108,6 +110,12 @@ async def lock_migrations(conn: AsyncConnection, backend: Backend) -> None:
     """Make concurrent starters migrate one at a time (SQLite: BEGIN IMMEDIATE did it)."""
     if backend is Backend.POSTGRESQL:
         await _advisory_xact_lock(conn, _LOCK_NAMESPACE_MIGRATIONS, 0)
+
+
+async def lock_command_sync(conn: AsyncConnection, backend: Backend) -> None:
+    """One process of the fleet syncs the command tree at a time (SQLite: BEGIN IMMEDIATE)."""
+    if backend is Backend.POSTGRESQL:
+        await _advisory_xact_lock(conn, _LOCK_NAMESPACE_FLEET, _LOCK_COMMAND_SYNC)
 
 
 async def lock_guild(conn: AsyncConnection, backend: Backend, guild_id: int) -> None:

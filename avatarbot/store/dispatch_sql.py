@@ -16,13 +16,14 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from avatarbot.failures import FailureKind
 
-from . import dialect, fairness
+from . import dialect, fairness, notify
 from .base import (
     Budget,
     JobRecord,
@@ -38,11 +39,13 @@ from .schema import (
 )
 from .sql_base import (
     ACTIVE_STATES,
-    BUDGET_WINDOW,
     FINAL_STATES,
     INTERRUPTED_RUNNING,
     INTERRUPTED_UPLOAD,
+    NO_REPLY,
+    RETIRED,
     SqlBase,
+    as_utc,
     day_start,
     fetch_job,
     job_from_row,
@@ -57,13 +60,11 @@ class DispatchStore(SqlBase):
 
     async def claim_next_job(self, worker: str, budget: Budget, now: datetime) -> JobRecord | None:
         async with self._transaction(write=True) as conn:
-            # The one dispatch_state row is the global budget lock: claims serialize on it.
-            state = (
-                await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))
-            ).one()
-            if state.paused_until is not None and now < state.paused_until:
+            state = await self._lock_dispatch_state(conn)
+            at = await self._budget_now(conn)
+            if state.paused_until is not None and at < state.paused_until:
                 return None
-            if await _budget_wait_until(conn, budget, now) is not None:
+            if await _budget_wait_until(conn, budget, at) is not None:
                 return None
             entries = await _queued_entries(conn)
             order = [s for s in fairness.fair_order(entries) if s.entry.claimable_by(worker)]
@@ -71,9 +72,10 @@ class DispatchStore(SqlBase):
             if slot is None:
                 return None
             await _take_slot(conn, slot, entries, state.guild_clock)
+            job_id = slot.entry.job_id
             await conn.execute(
                 update(jobs)
-                .where(jobs.c.id == slot.entry.job_id)
+                .where(jobs.c.id == job_id)
                 .values(
                     state=JobState.RUNNING.value,
                     started_at=now,
@@ -81,22 +83,33 @@ class DispatchStore(SqlBase):
                     guild_turn=slot.turn,
                 )
             )
-            await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
-            await conn.execute(delete(claims).where(claims.c.claimed_at < now - timedelta(days=2)))
-            return await fetch_job(conn, slot.entry.job_id)
+            # The claim holds a slot; acquire_send_permit moves it to the send.
+            await conn.execute(insert(claims).values(claimed_at=at, worker=worker, job_id=job_id))
+            return await fetch_job(conn, job_id)
 
-    async def reserve_request(self, worker: str, budget: Budget, now: datetime) -> datetime | None:
+    async def acquire_send_permit(
+        self, worker: str, job_id: int, budget: Budget, *, first: bool
+    ) -> float | None:
         async with self._transaction(write=True) as conn:
-            state = (
-                await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))
-            ).one()
-            if state.paused_until is not None and now < state.paused_until:
-                return state.paused_until
-            wait_until = await _budget_wait_until(conn, budget, now)
+            state = await self._lock_dispatch_state(conn)
+            at = await self._budget_now(conn)
+            if state.paused_until is not None and at < state.paused_until:
+                return _seconds_until(state.paused_until, at)
+            held = await _held_slot(conn, job_id) if first else None
+            wait_until = await _budget_wait_until(conn, budget, at, excluding=held)
             if wait_until is not None:
-                return wait_until
-            await conn.execute(insert(claims).values(claimed_at=now, worker=worker))
+                return _seconds_until(wait_until, at)
+            if held is not None:
+                await conn.execute(update(claims).where(claims.c.id == held).values(claimed_at=at))
+            else:
+                await conn.execute(
+                    insert(claims).values(claimed_at=at, worker=worker, job_id=job_id)
+                )
             return None
+
+    async def _lock_dispatch_state(self, conn: AsyncConnection) -> Row[Any]:
+        """The one dispatch_state row is the global budget lock: budget steps serialize on it."""
+        return (await conn.execute(dialect.lock_rows(select(dispatch_state), self._backend))).one()
 
     async def _lock_first(
         self, conn: AsyncConnection, order: list[fairness.Slot]
@@ -111,7 +124,7 @@ class DispatchStore(SqlBase):
         )
         return next((s for s in order if s.entry.job_id in available), None)
 
-    async def next_claim_at(self, budget: Budget, now: datetime) -> datetime | None:
+    async def next_claim_at(self, budget: Budget) -> datetime | None:
         async with self._transaction(write=False) as conn:
             queued = await conn.scalar(
                 select(jobs.c.id).where(jobs.c.state == JobState.QUEUED.value).limit(1)
@@ -119,8 +132,9 @@ class DispatchStore(SqlBase):
             if queued is None:
                 return None
             paused_until = await conn.scalar(select(dispatch_state.c.paused_until))
-            budget_at = await _budget_wait_until(conn, budget, now)
-        candidates = [t for t in (paused_until, budget_at) if t is not None and t > now]
+            at = await self._budget_now(conn)
+            budget_at = await _budget_wait_until(conn, budget, at)
+        candidates = [t for t in (paused_until, budget_at) if t is not None and t > at]
         return max(candidates) if candidates else None
 
     async def pause_dispatch(self, until: datetime) -> None:
@@ -138,6 +152,14 @@ class DispatchStore(SqlBase):
                     index_elements=[workers.c.worker_id], set_={"last_seen": now}
                 )
             )
+
+    async def retire_worker(self, worker: str) -> None:
+        """``worker`` stopped cleanly: others may adopt its jobs now, not after the timeout."""
+        async with self._transaction(write=True) as conn:
+            await conn.execute(
+                update(workers).where(workers.c.worker_id == worker).values(last_seen=RETIRED)
+            )
+            await self._announce(conn, notify.Notice(notify.StoreEvent.WORKER_LEFT))
 
     async def queue_position(self, job_id: int) -> int | None:
         async with self._transaction(write=False) as conn:
@@ -245,31 +267,46 @@ async def _take_slot(
 
 
 async def _budget_wait_until(
-    conn: AsyncConnection, budget: Budget, now: datetime
+    conn: AsyncConnection, budget: Budget, at: datetime, *, excluding: int | None = None
 ) -> datetime | None:
-    """When the budget next allows a claim, or None if it allows one now."""
-    window_start = now - BUDGET_WINDOW
+    """When the budget next has a free slot, or None if it has one at ``at``.
+
+    Every slot, held by a claim or spent by a sent request, is a ``claims`` row at
+    its time; ``excluding`` leaves out the slot the caller is about to move to ``at``.
+    Each new slot at ``at`` is checked against the span ending at ``at``, which is
+    enough for every span: the busiest one can always be shifted to end at a slot.
+    """
+    others = claims.c.id != excluding if excluding is not None else true()
     recent = list(
         (
             await conn.execute(
                 select(claims.c.claimed_at)
-                .where(claims.c.claimed_at > window_start, claims.c.claimed_at <= now)
+                .where(claims.c.claimed_at > at - budget.span, others)
                 .order_by(claims.c.claimed_at)
             )
         ).scalars()
     )
     waits: list[datetime] = []
     if len(recent) >= budget.per_minute:
-        # The window frees a place when its (len - per_minute + 1)-th oldest claim leaves it.
-        waits.append(recent[len(recent) - budget.per_minute] + BUDGET_WINDOW)
+        # A slot frees when the (len - per_minute + 1)-th oldest leaves the span.
+        waits.append(as_utc(recent[len(recent) - budget.per_minute]) + budget.span)
     today = await conn.scalar(
-        select(func.count()).where(
-            claims.c.claimed_at >= day_start(now), claims.c.claimed_at <= now
-        )
+        select(func.count()).where(claims.c.claimed_at >= day_start(at), others)
     )
     if int(today or 0) >= budget.per_day:
-        waits.append(next_day_start(now))
+        waits.append(next_day_start(at))
     return max(waits) if waits else None
+
+
+async def _held_slot(conn: AsyncConnection, job_id: int) -> int | None:
+    """The slot the job's claim holds (its newest ``claims`` row), if any."""
+    return await conn.scalar(
+        select(claims.c.id).where(claims.c.job_id == job_id).order_by(claims.c.id.desc()).limit(1)
+    )
+
+
+def _seconds_until(moment: datetime, at: datetime) -> float:
+    return max(0.0, (moment - at).total_seconds())
 
 
 async def _last_seen(conn: AsyncConnection) -> dict[str, datetime]:
@@ -327,3 +364,9 @@ async def _prune(conn: AsyncConnection, now: datetime) -> None:
     )
     await conn.execute(delete(workers).where(workers.c.last_seen < now - timedelta(days=7)))
     await conn.execute(delete(claims).where(claims.c.claimed_at < now - timedelta(days=2)))
+    # An interaction token is kept only while it can still answer the member.
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.reply_until.is_not(None), jobs.c.reply_until < now)
+        .values(**NO_REPLY)
+    )

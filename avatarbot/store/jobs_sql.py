@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from avatarbot.failures import FailureKind
 
-from . import dialect, fairness
+from . import dialect, fairness, notify
 from .base import (
     CancelOutcome,
     CancelResult,
@@ -46,6 +46,7 @@ from .sql_base import (
     ANONYMOUS_USER,
     COUNTED_STATES,
     FINAL_STATES,
+    NO_REPLY,
     NOT_RUN_STATES,
     TOP_MEMBERS,
     SqlBase,
@@ -54,6 +55,7 @@ from .sql_base import (
     day_start,
     fetch_job,
     insert_job,
+    interaction_values,
     job_from_row,
     new_job_values,
     next_day_start,
@@ -69,17 +71,25 @@ class JobStore(SqlBase):
         _check_limits_valid(limits)
         async with self._transaction(write=True) as conn:
             await dialect.lock_guild(conn, self._backend, job.guild_id)
+            if await _interaction_has_a_job(conn, job):
+                return EnqueueResult(duplicate=True)
             refusal = await _refusal(conn, job.guild_id, job.user_id, limits, now)
             if refusal is not None:
                 return refusal
             guild_turn, member_turn = await _assign_turns(conn, job.guild_id, job.user_id)
-            values = new_job_values(job, now) | {
-                "state": JobState.QUEUED.value,
-                "notified": False,
-                "guild_turn": guild_turn,
-                "member_turn": member_turn,
-            }
-            return EnqueueResult(job=await insert_job(conn, values))
+            values = (
+                new_job_values(job, now)
+                | interaction_values(job.interaction)
+                | {
+                    "state": JobState.QUEUED.value,
+                    "notified": False,
+                    "guild_turn": guild_turn,
+                    "member_turn": member_turn,
+                }
+            )
+            record = await insert_job(conn, values)
+            await self._announce(conn, notify.Notice(notify.StoreEvent.QUEUED, record.id))
+            return EnqueueResult(job=record)
 
     async def record_refused(self, job: NewJob, refusal: str, now: datetime) -> JobRecord:
         values = new_job_values(job, now) | {
@@ -117,9 +127,14 @@ class JobStore(SqlBase):
                     error_kind=None if error_kind is None else FailureKind(error_kind).value,
                     error_message=clip(error_message),
                     notified=False,
+                    # The process that ran the job tells the member (in their interaction,
+                    # with its token), whichever process received it.
+                    owner=func.coalesce(jobs.c.claimed_by, jobs.c.owner),
                 )
             )
             record = await fetch_job(conn, job_id)
+            if result.rowcount:
+                await self._announce(conn, notify.Notice(notify.StoreEvent.FINISHED, job_id))
         if record is None:
             raise LookupError(f"no job {job_id}")
         if not result.rowcount:
@@ -156,6 +171,8 @@ class JobStore(SqlBase):
             )
             result = await conn.execute(select(jobs).where(jobs.c.id.in_(waiting)))
             failed = [job_from_row(row) for row in result]
+            for job in failed:
+                await self._announce(conn, notify.Notice(notify.StoreEvent.FINISHED, job.id))
         log.info("failed %d queued jobs of guild %d: %s", len(failed), guild_id, error_kind)
         return failed
 
@@ -184,7 +201,9 @@ class JobStore(SqlBase):
 
     async def mark_notified(self, job_id: int) -> None:
         async with self._transaction(write=True) as conn:
-            await conn.execute(update(jobs).where(jobs.c.id == job_id).values(notified=True))
+            await conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(notified=True, **NO_REPLY)
+            )
 
     async def undelivered_jobs(self, owner: str) -> list[JobRecord]:
         async with self._transaction(write=False) as conn:
@@ -326,6 +345,17 @@ class JobStore(SqlBase):
             top_members_7d=tuple((int(r.user_id), int(r.n)) for r in top_rows),
             guild_used_today=row[7],
         )
+
+
+async def _interaction_has_a_job(conn: AsyncConnection, job: NewJob) -> bool:
+    """Under the guild's lock, so two processes given one interaction never both queue it
+    (the unique index on ``interaction_id`` holds behind this)."""
+    if job.interaction is None:
+        return False
+    found = await conn.scalar(
+        select(jobs.c.id).where(jobs.c.interaction_id == job.interaction.interaction_id)
+    )
+    return found is not None
 
 
 def _check_limits_valid(limits: Limits) -> None:

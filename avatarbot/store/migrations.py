@@ -32,11 +32,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, Executable, insert, inspect, select, text
+from sqlalchemy import Column, Connection, Executable, Index, Table, insert, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.schema import CreateColumn
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 
-from .schema import dispatch_state, guild_settings, metadata, schema_version
+from .schema import (
+    claims,
+    dispatch_state,
+    fleet_state,
+    guild_settings,
+    jobs,
+    metadata,
+    schema_version,
+)
 from .url import Backend
 
 log = logging.getLogger(__name__)
@@ -104,6 +112,25 @@ def _languages_statements(backend: Backend) -> list[str]:
     ]
 
 
+def _fleet_steps(backend: Backend) -> list[Step]:
+    # Additive only (nullable columns, indexes, a table): a process of the previous
+    # release keeps working on this schema during a rolling restart.
+    return [
+        *(add_column(jobs.c[name]) for name in FLEET_JOB_COLUMNS),
+        CreateIndex(_index(jobs, "ux_jobs_interaction")),
+        add_column(claims.c.job_id),
+        CreateIndex(_index(claims, "ix_claims_job")),
+        CreateTable(fleet_state),
+    ]
+
+
+FLEET_JOB_COLUMNS = ("interaction_id", "application_id", "reply_token", "reply_until")
+
+
+def _index(table: Table, name: str) -> Index:
+    return next(index for index in table.indexes if index.name == name)
+
+
 # Version 1 (the first release) is the base: a database older than that has none of
 # our tables, and a new one is created from the tables at LATEST_VERSION.
 MIGRATIONS: tuple[Migration, ...] = (
@@ -112,6 +139,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         3, "languages: a server's chosen language, a requester's locale", _languages_statements
     ),
     Migration(4, "photo check strictness", lambda _backend: [add_column(PHOTO_STRICTNESS)]),
+    Migration(5, "one job per interaction, its sealed token; budget slots per job", _fleet_steps),
     # Append the next version here.
 )
 FIRST_VERSION = 1

@@ -131,6 +131,12 @@ jobs = Table(
     Column("forgotten", Boolean, nullable=False),
     Column("claimed_by", Text),
     Column("locale", Text),
+    # The member's interaction: one job per interaction, whatever the timing; its token
+    # (sealed, see avatarbot.sealing) lets any process answer in it until reply_until.
+    Column("interaction_id", BigInteger),
+    Column("application_id", BigInteger),
+    Column("reply_token", Text),
+    Column("reply_until", UTCDateTime),
     Index("ix_jobs_active", "state", "guild_id"),
     Index("ix_jobs_member", "guild_id", "user_id", "created_at"),
     Index("ix_jobs_guild", "guild_id", "created_at"),
@@ -138,6 +144,7 @@ jobs = Table(
     Index("ix_jobs_owner", "owner", "notified"),
     Index("ix_jobs_guild_turn", "guild_id", "guild_turn"),
     Index("ix_jobs_member_turn", "guild_id", "user_id", "member_turn"),
+    Index("ux_jobs_interaction", "interaction_id", unique=True),
     sqlite_autoincrement=True,
 )
 
@@ -174,7 +181,9 @@ claims = Table(
     Column("id", Id, Identity(), primary_key=True, autoincrement=True),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("worker", Text, nullable=False),
+    Column("job_id", BigInteger),  # the job whose request took (or holds) this slot
     Index("ix_claims_at", "claimed_at"),
+    Index("ix_claims_job", "job_id"),
     sqlite_autoincrement=True,
 )
 
@@ -183,4 +192,11 @@ workers = Table(
     metadata,
     Column("worker_id", Text, primary_key=True),
     Column("last_seen", UTCDateTime, nullable=False),
+)
+
+fleet_state = Table(
+    "fleet_state",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
 )

@@ -14,29 +14,34 @@ from sqlalchemy import (
     Row,
     insert,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from avatarbot.failures import FailureKind
 from avatarbot.timeutil import utc_now
 
-from . import dialect, migrations
+from . import dialect, migrations, notify
 from .base import (
+    InteractionRef,
     JobRecord,
     JobState,
     NewJob,
     SourceType,
 )
 from .schema import (
+    fleet_state,
     jobs,
 )
 from .url import Backend
 
 log = logging.getLogger(__name__)
 
-WORKER_TIMEOUT = timedelta(seconds=30)
-BUDGET_WINDOW = timedelta(seconds=60)
+# With heartbeats every 3 s, a silent worker is found dead within 13 s.
+WORKER_TIMEOUT = timedelta(seconds=10)
+RETIRED = datetime(2000, 1, 1, tzinfo=UTC)  # the last_seen of a worker that stopped cleanly
 TOP_MEMBERS = 5
 MAX_ERROR_MESSAGE = 1000
 # Forgotten members' rows are kept only while they still count for today's limits.
@@ -68,9 +73,18 @@ class SqlBase:
         in_memory: bool = False,
         worker_timeout: timedelta = WORKER_TIMEOUT,
         clock: Callable[[], datetime] = utc_now,
+        budget_clock: Callable[[], datetime] | None = None,
+        listen_url: URL | None = None,
+        channel: str | None = None,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        # The budget's clock. None: PostgreSQL's clock_timestamp(), one clock for every
+        # process; SQLite's one process uses its own. Tests inject a virtual clock.
+        self._budget_clock = budget_clock
+        self._listen_url = listen_url if backend is Backend.POSTGRESQL else None
+        self._channel = channel or notify.channel_name(None)
+        self._listeners: list[notify.Listener] = []
         self._backend = backend
         self._worker_timeout = worker_timeout
         # SQLite has one writer at a time anyway; queueing writers here instead of in
@@ -88,7 +102,54 @@ class SqlBase:
         return self._engine
 
     async def close(self) -> None:
+        for listener in self._listeners:
+            await listener.close()
+        self._listeners.clear()
         await self._engine.dispose()
+
+    async def listen(self, handler: notify.NoticeHandler) -> None:
+        """Hand ``handler`` what other processes announce (PostgreSQL; SQLite has no others)."""
+        if self._listen_url is None:
+            return
+        listener = notify.Listener(self._listen_url, self._channel, handler)
+        self._listeners.append(listener)
+        await listener.start()
+
+    async def _announce(self, conn: AsyncConnection, notice: notify.Notice) -> None:
+        """Wake other processes when this transaction commits."""
+        if self._backend is Backend.POSTGRESQL:
+            await notify.notify(conn, self._channel, notice)
+
+    async def _budget_now(self, conn: AsyncConnection) -> datetime:
+        """The budget's "now"; call it inside the budget lock, never before it."""
+        if self._budget_clock is not None:
+            return self._budget_clock()
+        if self._backend is Backend.POSTGRESQL:
+            return as_utc(await conn.scalar(text("SELECT clock_timestamp()")))
+        return datetime.now(UTC)
+
+    @contextlib.asynccontextmanager
+    async def command_sync(self, scope: str, fingerprint: str) -> AsyncIterator[bool]:
+        """Whether this process should sync the command tree ``fingerprint`` to ``scope``.
+
+        Processes of a fleet take turns under one lock; the first to see a new
+        fingerprint syncs it (True) and it is recorded once the block ends without an
+        error; the others, and every later start of the same version, get False.
+        """
+        key = f"command_tree:{scope}"
+        async with self._transaction(write=True) as conn:
+            await dialect.lock_command_sync(conn, self._backend)
+            synced = await conn.scalar(select(fleet_state.c.value).where(fleet_state.c.key == key))
+            if synced == fingerprint:
+                yield False
+                return
+            yield True
+            stmt = self._insert(fleet_state).values(key=key, value=fingerprint)
+            await conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[fleet_state.c.key], set_={"value": fingerprint}
+                )
+            )
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
@@ -158,9 +219,36 @@ def job_from_row(row: Row[Any]) -> JobRecord:
         refusal=row.refusal,
         notified=bool(row.notified),
         claimed_by=row.claimed_by,
+        interaction=_interaction_from_row(row),
         forgotten=bool(row.forgotten),
         locale=row.locale,
     )
+
+
+def _interaction_from_row(row: Row[Any]) -> InteractionRef | None:
+    if row.reply_token is None or row.interaction_id is None or row.reply_until is None:
+        return None
+    return InteractionRef(
+        interaction_id=row.interaction_id,
+        application_id=row.application_id,
+        sealed_token=row.reply_token,
+        reply_until=row.reply_until,
+    )
+
+
+def interaction_values(ref: InteractionRef | None) -> dict[str, Any]:
+    if ref is None:
+        return {}
+    return {
+        "interaction_id": ref.interaction_id,
+        "application_id": ref.application_id,
+        "reply_token": ref.sealed_token,
+        "reply_until": ref.reply_until,
+    }
+
+
+NO_REPLY: dict[str, Any] = {"reply_token": None, "reply_until": None}
+"""What forgets an interaction's token (delivered, or its 15 minutes are over)."""
 
 
 def new_job_values(job: NewJob, now: datetime) -> dict[str, Any]:
