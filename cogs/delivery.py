@@ -122,11 +122,13 @@ class DeliveryCog(commands.Cog):
         await self._finish_place_edit(job.id)
         interaction = self._live_interaction(job.id)
         self._waiting.pop(job.id, None)
-        reply = None if interaction is not None else self._reply_elsewhere(job)
-        told = (
-            (interaction is not None and await self._reply_in_interaction(interaction, job))
-            or (reply is not None and await self._reply_by_token(reply, job))
-            or await self._tell_elsewhere(job)
+        if interaction is not None:
+            reply = InteractionReply.open(self.bot, interaction.application_id, interaction.token)
+            member = member_language(interaction)
+        else:
+            reply, member = self._reply_elsewhere(job), for_locale(job.locale)
+        told = (reply is not None and await self._reply(reply, job, member)) or (
+            await self._tell_elsewhere(job)
         )
         if told:
             self._logged.discard(job.id)
@@ -150,41 +152,18 @@ class DeliveryCog(commands.Cog):
             return None
         return interaction
 
-    async def _reply_in_interaction(self, interaction: discord.Interaction, job: JobRecord) -> bool:
-        """Failures and uploads stay private; a generated avatar is shown to the channel.
-
-        The member reads their own language; the channel reads the server's.
-        """
-        member = member_language(interaction)
-        try:
-            if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
-                server = await self._server_language(job.guild_id)
-                await interaction.followup.send(
-                    server.gettext("{member}'s new avatar:", member=interaction.user.mention),
-                    embed=fit_embed(result_embed(job, server)),
-                    allowed_mentions=NO_MENTIONS,
-                    **with_view(result_buttons(job, server)),
-                )
-                await interaction.edit_original_response(
-                    content=member.render(DONE_TEXT), embed=None, view=None
-                )
-            else:
-                embed = fit_embed(result_embed(job, member))
-                await interaction.edit_original_response(content=None, embed=embed, view=None)
-            return True
-        except discord.HTTPException as error:
-            log.warning("could not reply to job %d in its interaction: %s", job.id, error)
-            return False
-
     def _reply_elsewhere(self, job: JobRecord) -> InteractionReply | None:
         """The member's interaction through the job's sealed token, while it is open:
         how the process that runs (or adopted) a job answers in an interaction another
         process received."""
         return reply_for(self.bot, job, self.bot.sealer, self.bot.clock)
 
-    async def _reply_by_token(self, reply: InteractionReply, job: JobRecord) -> bool:
-        """As :meth:`_reply_in_interaction`, with only the interaction's token at hand."""
-        member = for_locale(job.locale)
+    async def _reply(self, reply: InteractionReply, job: JobRecord, member: Translation) -> bool:
+        """Failures and uploads stay private; a generated avatar is shown to the channel.
+
+        Through the interaction's token, whichever process received it. The member
+        reads their own language; the channel reads the server's.
+        """
         try:
             if job.state is JobState.SUCCEEDED and job.mode is SourceType.GENERATE:
                 server = await self._server_language(job.guild_id)

@@ -33,7 +33,8 @@ def pytest_configure(config: pytest.Config) -> None:
     base_url = os.environ.get(POSTGRES_URL_ENV)
     if not worker or not base_url:
         return
-    worker_url = worker_database_url(base_url, worker)
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    worker_url = worker_database_url(base_url, worker, run)
     asyncio.run(create_worker_database(base_url, worker_url))
     os.environ[POSTGRES_URL_ENV] = worker_url
     config.stash[_WORKER_DATABASE] = (base_url, worker_url)

@@ -73,11 +73,13 @@ async def _pg_execute(url: str, statement: str) -> None:
         await conn.close()
 
 
-def worker_database_url(base_url: str, worker: str) -> str:
-    """The base URL's database with the xdist worker's name appended (``test`` -> ``test_gw0``)."""
+def worker_database_url(base_url: str, worker: str, run: str = "") -> str:
+    """The base URL's database with the xdist worker's name and the run appended
+    (``test`` -> ``test_gw0_1a2b3c4d``), so two runs at once never share one."""
     parts = urlsplit(base_url)
     database = parts.path.lstrip("/") or "postgres"
-    return urlunsplit(parts._replace(path=f"/{database}_{worker}"))
+    suffix = f"_{worker}_{run[:8]}" if run else f"_{worker}"
+    return urlunsplit(parts._replace(path=f"/{database}{suffix}"))
 
 
 def _database_name(url: str) -> str:
