@@ -17,7 +17,14 @@ from avatar_api.preflight import PreflightReport, ProblemKind
 from avatar_api.text import N_, LazyText
 from avatarbot.failures import FailureKind
 from avatarbot.i18n import Translation
-from avatarbot.store.base import CancelOutcome, CancelResult, JobRecord, JobState, SourceType
+from avatarbot.store.base import (
+    CancelOutcome,
+    CancelResult,
+    JobRecord,
+    JobState,
+    RefusalReason,
+    SourceType,
+)
 
 SUCCESS = discord.Colour.green()
 FAILURE = discord.Colour.red()
@@ -143,6 +150,48 @@ def result_embed(job: JobRecord, t: Translation) -> discord.Embed:
     return embed
 
 
+_REFUSAL_NAMES: dict[str, LazyText] = {
+    RefusalReason.DISABLED: N_("bot off here"),
+    RefusalReason.CHANNEL: N_("wrong channel"),
+    RefusalReason.ROLE: N_("role needed"),
+    RefusalReason.BLOCKED: N_("blocked"),
+    RefusalReason.UPLOADS_OFF: N_("uploads off"),
+    RefusalReason.BLOCKED_WORD: N_("blocked word"),
+    RefusalReason.USER_DAILY: N_("daily limit"),
+    RefusalReason.GUILD_DAILY: N_("server's daily limit"),
+    RefusalReason.COOLDOWN: N_("cooldown"),
+    RefusalReason.BUSY: N_("a job already waiting"),
+}
+_FAILURE_NAMES: dict[str, LazyText] = {
+    FailureKind.BAD_REQUEST: N_("request refused"),
+    FailureKind.AUTHENTICATION: N_("token rejected"),
+    FailureKind.PERMISSION_DENIED: N_("not allowed"),
+    FailureKind.NOT_FOUND: N_("wrong address"),
+    FailureKind.RATE_LIMITED: N_("rate limit"),
+    FailureKind.SERVER_ERROR: N_("agent.ai error"),
+    FailureKind.API_STATUS: N_("agent.ai error"),
+    FailureKind.CONNECTION: N_("no connection"),
+    FailureKind.MAYBE_CREATED: N_("no answer in time"),
+    FailureKind.CONNECTION_LOST: N_("connection lost"),
+    FailureKind.UNEXPECTED_RESPONSE: N_("unexpected answer"),
+    FailureKind.INTERRUPTED: N_("bot restarted"),
+    FailureKind.SERVER_LEFT: N_("bot left the server"),
+    FailureKind.INTERNAL: N_("internal error"),
+}
+
+
+def refusal_name(code: str, t: Translation) -> str:
+    """A refused job's reason in a few words; a code from another release as it is."""
+    name = _REFUSAL_NAMES.get(code)
+    return t.render(name) if name is not None else safe(code)
+
+
+def failure_name(code: str, t: Translation) -> str:
+    """A failed job's kind in a few words; a code from another release as it is."""
+    name = _FAILURE_NAMES.get(code)
+    return t.render(name) if name is not None else safe(code)
+
+
 def history_title(job: JobRecord, t: Translation) -> str:
     when = t.datetime(job.created_at, "short") + " UTC"
     return f"#{job.id} · {mode_name(job.mode, t)} · {state_name(job.state, t)} · {when}"
@@ -152,9 +201,9 @@ def history_line(job: JobRecord, t: Translation) -> str:
     if job.group_id:
         return t.gettext("Group ID: `{group_id}`", group_id=job.group_id)
     if job.refusal:
-        return t.gettext("Refused ({reason})", reason=job.refusal)
+        return t.gettext("Refused ({reason})", reason=refusal_name(job.refusal, t))
     if job.error_kind:
-        return t.gettext("Failed ({kind})", kind=safe(job.error_kind))
+        return t.gettext("Failed ({kind})", kind=failure_name(job.error_kind, t))
     if job.state is JobState.CANCELLED:
         return t.gettext("Cancelled: nothing was sent")
     return t.gettext("In progress")
@@ -280,7 +329,7 @@ def log_embed(job: JobRecord, t: Translation) -> discord.Embed:
     if ok:
         embed.add_field(name=t.gettext("Group ID"), value=f"`{job.group_id}`", inline=False)
     else:
-        error = safe(job.error_kind) if job.error_kind else t.gettext("unknown")
+        error = failure_name(job.error_kind, t) if job.error_kind else t.gettext("unknown")
         embed.add_field(name=t.gettext("Error"), value=error, inline=False)
     return embed
 

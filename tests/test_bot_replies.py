@@ -283,3 +283,13 @@ def test_fit_message_clips_content_and_leaves_short_messages_alone() -> None:
     assert long["content"].endswith("…")
     assert "view" in long
     assert limits.fit_message({"content": "short"}) == {"content": "short"}
+
+
+def test_history_and_log_name_refusals_and_failures_in_the_readers_language() -> None:
+    from cogs.ui import failure_name, refusal_name
+
+    assert refusal_name("cooldown", for_locale("en-US")) == "cooldown"
+    assert refusal_name("user_daily", for_locale("de")) == "Tageslimit"
+    assert failure_name("maybe_created", for_locale("ja")) == "時間内に応答なし"
+    assert failure_name("maybe_created", for_locale("ko")) == "no answer in time"
+    assert failure_name("newer", for_locale("fr")) == "newer"  # a code from another release
