@@ -120,12 +120,19 @@ def describe_options(options: Mapping[str, str], t: Translation) -> str:
     return "\n".join(lines) or t.gettext("defaults")
 
 
+def _named(names: Mapping[str, LazyText], code: str, t: Translation) -> str:
+    """A stored code in a few words of the reader's language; a code from another
+    release, which has no words here, as it is (made inert)."""
+    name = names.get(code)
+    return t.render(name) if name is not None else safe(code)
+
+
 def mode_name(mode: StrEnum, t: Translation) -> str:
-    return t.render(_MODE_NAMES[mode.value]) if mode.value in _MODE_NAMES else mode.value
+    return _named(_MODE_NAMES, mode.value, t)
 
 
 def state_name(state: StrEnum, t: Translation) -> str:
-    return t.render(_STATE_NAMES[state.value]) if state.value in _STATE_NAMES else state.value
+    return _named(_STATE_NAMES, state.value, t)
 
 
 def result_embed(job: JobRecord, t: Translation) -> discord.Embed:
@@ -181,15 +188,11 @@ _FAILURE_NAMES: dict[str, LazyText] = {
 
 
 def refusal_name(code: str, t: Translation) -> str:
-    """A refused job's reason in a few words; a code from another release as it is."""
-    name = _REFUSAL_NAMES.get(code)
-    return t.render(name) if name is not None else safe(code)
+    return _named(_REFUSAL_NAMES, code, t)
 
 
 def failure_name(code: str, t: Translation) -> str:
-    """A failed job's kind in a few words; a code from another release as it is."""
-    name = _FAILURE_NAMES.get(code)
-    return t.render(name) if name is not None else safe(code)
+    return _named(_FAILURE_NAMES, code, t)
 
 
 def history_title(job: JobRecord, t: Translation) -> str:
