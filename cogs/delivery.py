@@ -296,7 +296,8 @@ def ack_gate() -> AckGate:
     return gate
 
 
-async def _acknowledged(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+async def gated_ack(interaction: discord.Interaction, ack: Awaitable[_T]) -> _T:
+    """Acknowledge (timed), then wait for the other acknowledgements in flight."""
     gate = ack_gate()
     result = await gate.acknowledge(timed_ack(interaction, ack))
     await gate.after_the_others()
@@ -317,7 +318,7 @@ async def acknowledge(interaction: discord.Interaction) -> None:
     comes before it, so the acknowledgement never waits behind them; and what the
     caller does next waits for the other acknowledgements in flight (:class:`AckGate`).
     """
-    await _acknowledged(interaction, interaction.response.defer(ephemeral=True, thinking=True))
+    await gated_ack(interaction, interaction.response.defer(ephemeral=True, thinking=True))
 
 
 async def acknowledge_if_ours(interaction: discord.Interaction) -> bool:
@@ -337,7 +338,7 @@ async def acknowledge_press(interaction: discord.Interaction, **fields: Any) -> 
         ack = interaction.response.edit_message(**fit_message(fields))
     else:
         ack = interaction.response.defer()
-    await _acknowledged(interaction, ack)
+    await gated_ack(interaction, ack)
 
 
 async def edit_reply(interaction: discord.Interaction, **fields: Any) -> bool:

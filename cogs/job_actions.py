@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import discord
@@ -23,8 +24,15 @@ from avatar_api.text import LazyText
 from avatarbot.policy import JOB_GONE, NOT_REPEATABLE, ButtonAction, Requester, may_press
 from avatarbot.store.base import CancelOutcome, SourceType
 
-from .delivery import DeliveryCog, ack_gate, acknowledge, acknowledge_press, delivery_of, edit_reply
-from .errors import refuse, report_unexpected, send_ephemeral, timed_ack
+from .delivery import (
+    DeliveryCog,
+    acknowledge,
+    acknowledge_press,
+    delivery_of,
+    edit_reply,
+    gated_ack,
+)
+from .errors import refuse, report_unexpected, send_ephemeral
 from .job_buttons import (
     EDIT_MODAL_TEMPLATE,
     PRESS_HANDLER_COG,
@@ -35,7 +43,7 @@ from .job_buttons import (
     submitted_texts,
 )
 from .language import member_language
-from .requesters import requester_of
+from .requesters import requester_in, requester_of
 from .ui import (
     DELETED,
     EDIT_UNAVAILABLE,
@@ -114,9 +122,10 @@ class JobActions(commands.Cog):
         self, interaction: discord.Interaction, key: JobKey, *, edits: Mapping[str, str] | None
     ) -> None:
         """A new request under every rule of the job's server; progress private, result public."""
+        received_at = self.bot.clock()
         await acknowledge(interaction)
         t = member_language(interaction)
-        requester = await self._requester(interaction, key)
+        requester = await self._requester(interaction, key, received_at)
         if isinstance(requester, str):
             await edit_reply(interaction, content=f"⚠️ {t.render(requester)}")
             return
@@ -132,11 +141,12 @@ class JobActions(commands.Cog):
         await self.delivery.track(interaction, admission.job)
 
     async def _requester(
-        self, interaction: discord.Interaction, key: JobKey
+        self, interaction: discord.Interaction, key: JobKey, received_at: datetime
     ) -> Requester | LazyText:
-        """Who asks, under the rules of the server the avatar came from (also from a DM)."""
+        """Who asks, under the rules of the server the avatar came from (also from a DM),
+        with the press's interaction sealed so that any process answers in it."""
         if interaction.guild_id is not None:
-            return requester_of(interaction)
+            return requester_of(interaction, self.bot.sealer, received_at)
         job = await self.bot.service.past_job(key.user_id, key.guild_id, key.job_id)
         if job is None:
             return JOB_GONE.text
@@ -148,13 +158,14 @@ class JobActions(commands.Cog):
         except discord.NotFound:
             return MEMBER_GONE
         channel = guild.get_channel_or_thread(job.channel_id)
-        return Requester(
-            user_id=key.user_id,
-            guild_id=key.guild_id,
-            channel_id=job.channel_id,
-            role_ids=frozenset(role.id for role in member.roles),
-            parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
-            locale=interaction.locale.value,
+        return requester_in(
+            key.guild_id,
+            job.channel_id,
+            member,
+            channel,
+            interaction,
+            self.bot.sealer,
+            received_at,
         )
 
     async def _open_editor(self, interaction: discord.Interaction, key: JobKey) -> None:
@@ -172,7 +183,7 @@ class JobActions(commands.Cog):
             await refuse(interaction, (JOB_GONE if job is None else NOT_REPEATABLE).text)
             return
         modal = edit_modal(job, member_language(interaction))
-        await ack_gate().acknowledge(timed_ack(interaction, interaction.response.send_modal(modal)))
+        await gated_ack(interaction, interaction.response.send_modal(modal))
 
     # --- Delete and Cancel ----------------------------------------------------------------
     async def _delete(self, interaction: discord.Interaction) -> None:

@@ -25,14 +25,34 @@ def requester_of(
     (its token sealed), so that whichever process runs the job answers in it."""
     if interaction.guild_id is None or interaction.channel_id is None:
         raise app_commands.NoPrivateMessage()
-    user = interaction.user
+    return requester_in(
+        interaction.guild_id,
+        interaction.channel_id,
+        interaction.user,
+        interaction.channel,
+        interaction,
+        sealer,
+        received_at,
+    )
+
+
+def requester_in(
+    guild_id: int,
+    channel_id: int,
+    user: discord.abc.User,
+    channel: object,
+    interaction: discord.Interaction,
+    sealer: TokenSealer | None = None,
+    received_at: datetime | None = None,
+) -> Requester:
+    """Who asks in ``channel_id`` of ``guild_id``: also for a press that came by DM,
+    where the server and the channel are the job's rather than the interaction's."""
     roles = frozenset(r.id for r in user.roles) if isinstance(user, discord.Member) else frozenset()
-    channel = interaction.channel
     parent = channel.parent_id if isinstance(channel, discord.Thread) else None
     return Requester(
         user_id=user.id,
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
         role_ids=roles,
         parent_channel_id=parent,
         locale=interaction.locale.value,

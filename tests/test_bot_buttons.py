@@ -105,6 +105,23 @@ async def test_re_roll_makes_a_new_public_post_with_the_same_options(world: Worl
     assert await job_states(world) == [JobState.SUCCEEDED, JobState.SUCCEEDED]
 
 
+async def test_a_re_roll_carries_its_press_like_a_command_so_any_process_answers_in_it(
+    world: World,
+) -> None:
+    import contextlib
+    import sqlite3
+
+    post = await generated(world, name="Nova")
+    await world.alice.click(post, label="Re-roll")
+
+    path = world.bot.settings.database_url.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        ids = [row[0] for row in db.execute("SELECT interaction_id FROM jobs ORDER BY id")]
+    assert len(ids) == 2
+    assert None not in ids  # under the unique constraint: one press, one job
+    assert ids[0] != ids[1]
+
+
 async def test_re_roll_by_someone_else_is_refused_privately(world: World) -> None:
     post = await generated(world)
     bob = world.member("bob")
