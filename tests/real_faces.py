@@ -1,14 +1,21 @@
-"""The labelled real photos of ``../shared/faces-dev`` (beside the repo), as members send them.
+"""Labelled real photos, as members send them: two sets, each a ``labels.csv`` and images.
 
-The photos are not in the repository (most carry no licence that allows it):
-tests skip with :data:`MISSING_REASON` where the folder is absent. Each row of
-``labels.csv`` says ``single`` (one clear face; ``skin`` light/medium/dark),
-``group``, ``small`` (one face far too small in the frame) or ``noface``.
+:data:`FACES_DEV` is ``../shared/faces-dev`` beside the repository: real selfies,
+portraits, groups and photos without a person. Most carry no licence that allows
+copying them in, so tests skip with its :attr:`PhotoSet.missing_reason` where the
+folder is absent. :data:`COMMONS` is ``tests/real_photos``: openly licensed
+Wikimedia Commons photos (monuments and statues, animals, objects, groups of
+musicians) with their authors, licences and origins, kept in the repository.
 
-The split into a tuning half and a held-out half is fixed: within each label
-(and skin tone, for ``single``) the photos are ordered by the SHA-256 of their
-file name and every second one, starting with the second, is held out. Every
-threshold in :mod:`avatar_api.preflight` was chosen on the tuning half only.
+Each row of ``labels.csv`` says ``single`` (one clear face; ``skin``
+light/medium/dark), ``group``, ``small`` (one face far too small in the frame) or
+``noface`` (no real human face).
+
+Every threshold in :mod:`avatar_api.preflight` was chosen on the tuning half of
+:data:`FACES_DEV`. Its split is fixed: within each label (and skin tone, for
+``single``) the photos are ordered by the SHA-256 of their file name and every
+second one, starting with the second, is held out. :data:`COMMONS` was added
+after the thresholds were fixed and is held out as a whole.
 
 A photo under 512 px on its short side would be refused by ``prepare_photo`` before
 preflight ever saw it, so it is upscaled (Lanczos, 768 px short side) the way a
@@ -32,11 +39,32 @@ from avatar_api.models import Photo
 from avatar_api.photos import prepare_photo
 from avatar_api.preflight import Check, PhotoReport
 
-REAL_FACES_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "faces-dev"
-MISSING_REASON = f"labelled real photos not found at {REAL_FACES_DIR} (kept outside the repo)"
 LABELS = ("single", "group", "small", "noface")
 SKIN_TONES = ("light", "medium", "dark")
 TUNE, HELD_OUT = "tune", "held-out"
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    """A folder with ``labels.csv`` and the images it names; ``tuned``: split in halves."""
+
+    name: str
+    directory: Path
+    tuned: bool
+
+    def available(self) -> bool:
+        return (self.directory / "labels.csv").is_file()
+
+    @property
+    def missing_reason(self) -> str:
+        return f"labelled real photos not found at {self.directory} (kept outside the repo)"
+
+
+FACES_DEV = PhotoSet(
+    "faces-dev", Path(__file__).resolve().parents[1].parent / "shared" / "faces-dev", tuned=True
+)
+COMMONS = PhotoSet("commons", Path(__file__).resolve().parent / "real_photos", tuned=False)
+PHOTO_SETS = (FACES_DEV, COMMONS)
 
 
 @dataclass(frozen=True)
@@ -46,6 +74,7 @@ class RealPhoto:
     skin: str
     part: str
     photo: Photo
+    source: str = FACES_DEV.name
 
     @property
     def group(self) -> str:
@@ -53,12 +82,8 @@ class RealPhoto:
         return f"{self.label}/{self.skin}" if self.skin else self.label
 
 
-def available() -> bool:
-    return (REAL_FACES_DIR / "labels.csv").is_file()
-
-
-def _rows() -> list[dict[str, str]]:
-    with (REAL_FACES_DIR / "labels.csv").open(newline="", encoding="utf-8") as handle:
+def _rows(photo_set: PhotoSet) -> list[dict[str, str]]:
+    with (photo_set.directory / "labels.csv").open(newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
 
 
@@ -88,17 +113,24 @@ def member_copy(raw: bytes, min_side: int = 512, upscale_to: int = 768) -> bytes
 
 
 @cache
-def real_set() -> tuple[RealPhoto, ...]:
-    """Every labelled photo, prepared exactly as the bot prepares an upload."""
-    rows = _rows()
-    part = _split(rows)
+def real_set(photo_set: PhotoSet = FACES_DEV) -> tuple[RealPhoto, ...]:
+    """Every labelled photo of one set, prepared exactly as the bot prepares an upload."""
+    rows = _rows(photo_set)
+    part = _split(rows) if photo_set.tuned else dict.fromkeys((r["file"] for r in rows), HELD_OUT)
     photos = []
     for row in rows:
-        raw = (REAL_FACES_DIR / row["file"]).read_bytes()
+        raw = (photo_set.directory / row["file"]).read_bytes()
         prepared = prepare_photo(member_copy(raw))
         name = Path(row["file"]).name
-        photos.append(RealPhoto(name, row["label"], row["skin"], part[row["file"]], prepared))
+        photos.append(
+            RealPhoto(name, row["label"], row["skin"], part[row["file"]], prepared, photo_set.name)
+        )
     return tuple(photos)
+
+
+def available_photos() -> tuple[RealPhoto, ...]:
+    """The photos of every set that is here (the repository's own always is)."""
+    return tuple(p for s in PHOTO_SETS if s.available() for p in real_set(s))
 
 
 def verdict_is_right(photo: RealPhoto, report: PhotoReport) -> bool:
