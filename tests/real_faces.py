@@ -75,6 +75,7 @@ class RealPhoto:
     part: str
     photo: Photo
     source: str = FACES_DEV.name
+    kind: str = ""  # commons only: scene, animal, object, statue, people
 
     @property
     def group(self) -> str:
@@ -120,17 +121,18 @@ def real_set(photo_set: PhotoSet = FACES_DEV) -> tuple[RealPhoto, ...]:
     photos = []
     for row in rows:
         raw = (photo_set.directory / row["file"]).read_bytes()
-        prepared = prepare_photo(member_copy(raw))
-        name = Path(row["file"]).name
         photos.append(
-            RealPhoto(name, row["label"], row["skin"], part[row["file"]], prepared, photo_set.name)
+            RealPhoto(
+                name=Path(row["file"]).name,
+                label=row["label"],
+                skin=row["skin"],
+                part=part[row["file"]],
+                photo=prepare_photo(member_copy(raw)),
+                source=photo_set.name,
+                kind=row.get("kind", ""),
+            )
         )
     return tuple(photos)
-
-
-def available_photos() -> tuple[RealPhoto, ...]:
-    """The photos of every set that is here (the repository's own always is)."""
-    return tuple(p for s in PHOTO_SETS if s.available() for p in real_set(s))
 
 
 def verdict_is_right(photo: RealPhoto, report: PhotoReport) -> bool:
