@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -83,6 +83,26 @@ async def job_rows(database_url: str) -> list[asyncpg.Record]:
         await conn.close()
 
 
+async def job_rows_once(
+    database_url: str, ready: Callable[[list[asyncpg.Record]], bool], within: float = 10.0
+) -> list[asyncpg.Record]:
+    """The job rows as soon as ``ready(rows)`` holds, or as they are after ``within`` s.
+
+    A process records a job as told only once Discord accepted the reply, so the
+    rows trail what the fake Discord shows by a database write.
+    """
+    deadline = asyncio.get_running_loop().time() + within
+    while not ready(rows := await job_rows(database_url)):
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    return rows
+
+
+def all_told(count: int) -> Callable[[list[asyncpg.Record]], bool]:
+    return lambda rows: len(rows) == count and all(r["notified"] for r in rows)
+
+
 def worker_of(bot: BotProcess, workers: Counter[str]) -> str:
     """The worker id (host:pid:nonce) of ``bot`` among ``workers``."""
     return next((w for w in workers if w.split(":")[1] == str(bot.pid)), "")
@@ -107,7 +127,7 @@ async def test_each_interaction_is_one_job_one_call_one_charge(fleet: Fleet) -> 
         assert len(record.followups) == 1, "the avatar was posted once"
     assert fleet.agent.calls == len(members)
     assert_sent_once(fleet.agent, len(members))
-    rows = await job_rows(fleet.database_url)
+    rows = await job_rows_once(fleet.database_url, all_told(len(members)))
     assert len(rows) == len(members)
     assert Counter(r["user_id"] for r in rows) == Counter(m.user.id for m in members)
     assert all(r["state"] == "succeeded" and r["notified"] for r in rows)
@@ -124,11 +144,7 @@ async def test_a_killed_process_loses_nothing_and_sends_nothing_twice(fleet: Fle
     await fleet.discord.wait_until(lambda: fleet.agent.calls >= PER_WINDOW, within=20)
     # Killed mid-queue: every request is a job (a process that dies between its
     # acknowledgement and that write leaves nothing any other process could know of).
-    for _ in range(100):
-        rows = await job_rows(fleet.database_url)
-        if len(rows) == len(members):
-            break
-        await asyncio.sleep(0.05)
+    rows = await job_rows_once(fleet.database_url, lambda rows: len(rows) == len(members), 5)
     owners = Counter(r["owner"] for r in rows)
     victim = max(bots, key=lambda bot: owners[worker_of(bot, owners)])
     survivor = next(bot for bot in bots if bot is not victim)
@@ -142,7 +158,7 @@ async def test_a_killed_process_loses_nothing_and_sends_nothing_twice(fleet: Fle
         rows = await job_rows(fleet.database_url)
         raise AssertionError(f"not told: {stuck}\n{rows}\n{survivor.log()[-4000:]}") from None
     assert_sent_once(fleet.agent, len(members))
-    rows = await job_rows(fleet.database_url)
+    rows = await job_rows_once(fleet.database_url, all_told(len(members)))
     assert len(rows) == len(members)
     assert all(r["notified"] for r in rows), "every member was told, in their interaction"
     assert {r["owner"] for r in rows} == {worker_of(survivor, Counter(r["owner"] for r in rows))}
