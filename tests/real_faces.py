@@ -57,13 +57,13 @@ class PhotoSet:
 
     @property
     def missing_reason(self) -> str:
-        return f"labelled real photos not found at {self.directory} (kept outside the repo)"
+        outside = "" if self.directory.is_relative_to(REPO_ROOT) else " (kept outside the repo)"
+        return f"labelled real photos not found at {self.directory}{outside}"
 
 
-FACES_DEV = PhotoSet(
-    "faces-dev", Path(__file__).resolve().parents[1].parent / "shared" / "faces-dev", tuned=True
-)
-COMMONS = PhotoSet("commons", Path(__file__).resolve().parent / "real_photos", tuned=False)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FACES_DEV = PhotoSet("faces-dev", REPO_ROOT.parent / "shared" / "faces-dev", tuned=True)
+COMMONS = PhotoSet("commons", REPO_ROOT / "tests" / "real_photos", tuned=False)
 PHOTO_SETS = (FACES_DEV, COMMONS)
 
 

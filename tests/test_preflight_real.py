@@ -31,6 +31,7 @@ from tests.real_faces import (
     COMMONS,
     FACES_DEV,
     HELD_OUT,
+    PHOTO_SETS,
     PhotoSet,
     RealPhoto,
     Tally,
@@ -118,7 +119,7 @@ def test_commons_floors_at_every_level() -> None:
 
 @needs_faces_dev
 def test_goals_on_every_labelled_photo() -> None:
-    result = tally(pair for s in (FACES_DEV, COMMONS) for pair in reports(Strictness.STANDARD, s))
+    result = tally(pair for s in PHOTO_SETS for pair in reports(Strictness.STANDARD, s))
     # At most 1 in 100 clear faces refused (none here), no skin tone worse than
     # 1 in 20, and 95 % of group photos and of photos without a person refused.
     assert result.rate("single") >= 0.99
@@ -129,7 +130,7 @@ def test_goals_on_every_labelled_photo() -> None:
 
 
 def test_refusals_name_the_photo_and_a_face_reason() -> None:
-    available = (s for s in (FACES_DEV, COMMONS) if s.available())
+    available = (s for s in PHOTO_SETS if s.available())
     for photo, report in (pair for s in available for pair in reports(Strictness.STANDARD, s)):
         for problem in report.problems:
             assert problem.message.startswith("Photo 1")
