@@ -237,12 +237,7 @@ def goals(pairs: Pairs) -> None:
     result = tally(pairs)
     print(f"\nGoals at standard on all {len(pairs)} labelled photos (right / photos):")
     print(header("every set") + "\n" + f"{'':40} {cells(result)}")
-    for bucket, goal in (
-        ("single", 0.99),
-        *((f"single/{tone}", 0.95) for tone in real_faces.SKIN_TONES),
-        ("group", 0.95),
-        ("noface", 0.95),
-    ):
+    for bucket, goal in real_faces.GOALS.items():
         if result.total[bucket]:
             verdict = "met" if result.rate(bucket) >= goal else "NOT met"
             print(f"  {bucket:14} {result.rate(bucket):6.1%}  (goal >= {goal:.0%}: {verdict})")

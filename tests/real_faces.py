@@ -42,6 +42,15 @@ from avatar_api.preflight import Check, PhotoReport
 LABELS = ("single", "group", "small", "noface")
 SKIN_TONES = ("light", "medium", "dark")
 TUNE, HELD_OUT = "tune", "held-out"
+#: The least share of right verdicts per bucket: at most 1 in 100 clear faces refused,
+#: no skin tone worse than 1 in 20, and 95 % of groups and of photos without a person
+#: refused.
+GOALS = {
+    "single": 0.99,
+    **{f"single/{tone}": 0.95 for tone in SKIN_TONES},
+    "group": 0.95,
+    "noface": 0.95,
+}
 
 
 @dataclass(frozen=True)
